@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Dict, Optional
 from urllib.parse import urlparse
 
+import pickle
+
+from safetensors import SafetensorError
 from spacy_transformers.data_classes import HFObjects
 from thinc.api import get_torch_default_device
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerFast
@@ -108,7 +111,7 @@ def load_encoder(
         tokenizer = AutoTokenizer.from_pretrained(source, **tok_cfg)
         config = AutoConfig.from_pretrained(source, **trf_cfg)
         transformer, info = AutoModel.from_pretrained(source, config=config, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, EOFError, SafetensorError, pickle.UnpicklingError) as err:
         raise ModelLoadError(
             f"Could not load the encoder '{name}': {err}\n"
             f"Check that the folder holds config.json, readable weights "
