@@ -6,8 +6,15 @@ from spacy.util import registry
 from thinc.api import Dropout, Linear, Model, Softmax_v2, chain
 from thinc.types import Floats2d
 
-from .layers.encoder import EncoderOutput, HFClsEncoder
+from .layers.encoder import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_MAX_WINDOWS,
+    DEFAULT_SUB_BATCH_SIZE,
+    EncoderOutput,
+    HFClsEncoder,
+)
 from .layers.head import sigmoid_logit_grad
+from .layers.listener import TransformerClsListener
 
 
 @registry.architectures("spacy_cls.HFClsEncoder.v1")
@@ -18,12 +25,20 @@ def build_hf_cls_encoder(
     max_length: Optional[int] = None,
     long_text: str = "truncate",
     stride: int = 128,
+    max_windows: Optional[int] = DEFAULT_MAX_WINDOWS,
     mixed_precision: bool = False,
     grad_scaler_config: Optional[Dict] = None,
     tokenizer_config: Optional[Dict] = None,
     transformer_config: Optional[Dict] = None,
+    mixed_precision_dtype: str = "float16",
+    cache_size: int = DEFAULT_CACHE_SIZE,
+    quantize_int8: bool = False,
+    sub_batch_size: int = DEFAULT_SUB_BATCH_SIZE,
 ) -> Model[List[Doc], EncoderOutput]:
-    """A Hugging Face encoder that outputs each doc's [CLS] row and pooled features."""
+    """A Hugging Face encoder that outputs each doc's [CLS] row and pooled features.
+    Speed settings (docs/performance.md): mixed_precision_dtype (float16|bfloat16, CUDA),
+    cache_size (docs whose outputs a frozen encoder keeps; 0: off), quantize_int8 (CPU
+    inference with int8 linear layers), sub_batch_size (most rows a forward pass holds; 0: no cap)."""
     return HFClsEncoder(
         name,
         pooling=pooling,
@@ -31,11 +46,27 @@ def build_hf_cls_encoder(
         max_length=max_length,
         long_text=long_text,
         stride=stride,
+        max_windows=max_windows,
         mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config,
         tokenizer_config=tokenizer_config,
         transformer_config=transformer_config,
+        mixed_precision_dtype=mixed_precision_dtype,
+        cache_size=cache_size,
+        quantize_int8=quantize_int8,
+        sub_batch_size=sub_batch_size,
     )
+
+
+@registry.architectures("spacy_cls.TransformerClsListener.v1")
+def build_transformer_cls_listener(
+    pooling: str = "cls", grad_factor: float = 1.0, upstream: str = "*"
+) -> Model[List[Doc], EncoderOutput]:
+    """An encoder that reads each doc's [CLS] row from a spacy-transformers
+    `transformer` component earlier in the pipeline, instead of running its own.
+    grad_factor scales the gradient passed to the transformer (0: keep it frozen
+    with respect to this component); upstream names the transformer ("*": any)."""
+    return TransformerClsListener(pooling=pooling, grad_factor=grad_factor, upstream=upstream)
 
 
 @registry.architectures("spacy_cls.ClsClassifier.v1")
@@ -46,6 +77,7 @@ def build_cls_classifier(
     max_length: Optional[int] = None,
     long_text: str = "truncate",
     stride: int = 128,
+    max_windows: Optional[int] = DEFAULT_MAX_WINDOWS,
     exclusive_classes: bool = True,
     dropout: float = 0.1,
     mixed_precision: bool = False,
@@ -53,6 +85,10 @@ def build_cls_classifier(
     tokenizer_config: Optional[Dict] = None,
     transformer_config: Optional[Dict] = None,
     nO: Optional[int] = None,
+    mixed_precision_dtype: str = "float16",
+    cache_size: int = DEFAULT_CACHE_SIZE,
+    quantize_int8: bool = False,
+    sub_batch_size: int = DEFAULT_SUB_BATCH_SIZE,
 ) -> Model[List[Doc], Floats2d]:
     """The default model of `cls_classifier`: a Hugging Face encoder, a pooling and a
     linear head, with every setting flat so that `config={"model": {"name": ...}}` works."""
@@ -63,10 +99,15 @@ def build_cls_classifier(
         max_length=max_length,
         long_text=long_text,
         stride=stride,
+        max_windows=max_windows,
         mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config,
         tokenizer_config=tokenizer_config,
         transformer_config=transformer_config,
+        mixed_precision_dtype=mixed_precision_dtype,
+        cache_size=cache_size,
+        quantize_int8=quantize_int8,
+        sub_batch_size=sub_batch_size,
     )
     return build_classifier_on_encoder(encoder, exclusive_classes, dropout, nO)
 

@@ -127,7 +127,6 @@ def load_encoder(
     trf_cfg = dict(transformer_config or {})
     trf_cfg["return_dict"] = True
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **tok_cfg)
         config = AutoConfig.from_pretrained(source, **trf_cfg)
         transformer, info = AutoModel.from_pretrained(source, config=config, output_loading_info=True)
     except (OSError, ValueError, RuntimeError, EOFError, SafetensorError, pickle.UnpicklingError) as err:
@@ -136,6 +135,16 @@ def load_encoder(
             f"Check that the folder holds config.json, readable weights "
             f"(model.safetensors or pytorch_model.bin) and the tokenizer files."
         ) from err
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **tok_cfg)
+    except (OSError, ValueError, ImportError) as err:
+        # A folder without tokenizer files makes transformers try (and fail) to
+        # convert a tokenizer it cannot find, with an unrelated ImportError.
+        raise ModelLoadError(
+            f"Could not load the tokenizer of '{name}': {err}\n"
+            f"The folder needs the tokenizer's files (tokenizer.json, or vocab.txt / "
+            f"vocab.json and tokenizer_config.json), as `tokenizer.save_pretrained(folder)` writes them."
+        ) from err
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
         raise ModelLoadError(
             f"The tokenizer of '{name}' is a slow (Python) tokenizer; cls_classifier needs a "
@@ -143,6 +152,7 @@ def load_encoder(
             f"checkpoint with a tokenizer.json (AutoTokenizer.from_pretrained(..., use_fast=True))."
         )
     check_cls_token(name, tokenizer)
+    check_bidirectional(name, tokenizer, transformer)
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(POOLER_PREFIX)]
     if missing:
         raise ModelLoadError(
@@ -167,10 +177,41 @@ def has_pooler_weights(transformer, info: Dict) -> bool:
 
 def check_cls_token(name: str, tokenizer) -> None:
     """The first token of every encoded text must be a special, text-free token."""
-    first = tokenizer("a")["input_ids"][0]
-    if first not in set(tokenizer.all_special_ids):
+    ids = tokenizer("a")["input_ids"]
+    if not ids or ids[0] not in set(tokenizer.all_special_ids):
         raise ModelLoadError(
             f"The tokenizer of '{name}' does not put a special token ([CLS] or <s>) "
             f"before the text, so there is no [CLS] vector to read. Use a BERT-family "
+            f"encoder (BERT, RoBERTa, ELECTRA, DeBERTa, MiniLM, ...)."
+        )
+
+
+def check_bidirectional(name: str, tokenizer, transformer) -> None:
+    """Run two different texts through the encoder and compare their first rows. A
+    left-to-right model (GPT, Llama, ...) whose tokenizer adds a leading special token
+    gives every text the same first row, since that position sees nothing after it."""
+    import torch
+
+    special = set(tokenizer.all_special_ids)
+    template = tokenizer("a")["input_ids"]
+    vocab_size = int(getattr(transformer.config, "vocab_size", 0) or len(tokenizer))
+    words = [i for i in range(vocab_size) if i not in special][:2]
+    if len(words) < 2:
+        return
+    tail = [i for i in template[1:] if i in special]
+    ids = torch.tensor([[template[0], w, w, w, *tail] for w in words])
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        with torch.no_grad():
+            output = transformer(input_ids=ids, attention_mask=torch.ones_like(ids))
+    finally:
+        transformer.train(was_training)
+    first = output[0][:, 0].float()
+    if torch.allclose(first[0], first[1], atol=1e-6, rtol=1e-5):
+        raise ModelLoadError(
+            f"The encoder '{name}' gives the same first vector for different texts: it reads "
+            f"left to right (a decoder such as GPT or Llama), so its first position sees only "
+            f"the leading special token and says nothing about the text. Use a bidirectional "
             f"encoder (BERT, RoBERTa, ELECTRA, DeBERTa, MiniLM, ...)."
         )

@@ -5,20 +5,25 @@ serialisation) with three changes: the model is a BERT-family encoder read at it
 [CLS] position; every doc, empty ones too, also gets `doc._.cls_vector`; and the
 loss is cross-entropy, whose gradient reaches the head's logits unscaled.
 """
+import os
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
+import torch
 from spacy.language import Language
 from spacy.pipeline import MultiLabel_TextCategorizer, TextCategorizer
 from spacy.tokens import Doc
-from spacy.training import Example, validate_examples
+from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
 
 from .extensions import CLS_VECTOR, install_extensions
+from .hooks import install_vector_hooks
 from .layers.encoder import n_cut_docs
 from .loaders import default_model_name
+from .spans import record_source, register_source
+from .validation import check_examples, check_finite_loss, check_initialize_data
 
 MODEL_CONFIG = """
 [model]
@@ -30,6 +35,8 @@ freeze = false
 max_length = null
 long_text = "truncate"
 stride = 128
+# Under long_text = "windows": the most windows read per doc (null: all).
+max_windows = 16
 exclusive_classes = {exclusive}
 dropout = 0.1
 mixed_precision = false
@@ -53,12 +60,31 @@ SCORE_WEIGHTS: Dict[str, Optional[float]] = {
 
 Predictions = Tuple[Floats2d, Floats2d]  # (scores, cls vectors)
 
+_FORK_GUARD_INSTALLED = False
+
+
+def guard_forked_torch() -> None:
+    """`nlp.pipe(..., n_process=n)` forks on Linux, and a torch that ran on several
+    threads (GNU OpenMP) before the fork deadlocks in the child. Forked children run
+    torch on one thread, as PyTorch's DataLoader workers do; call
+    `torch.set_num_threads` in a child to change it."""
+    global _FORK_GUARD_INSTALLED
+    if not _FORK_GUARD_INSTALLED and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
+        _FORK_GUARD_INSTALLED = True
+
 
 class ClsClassifierMixin:
     """What both components add to spaCy's text categorisers."""
 
     model: Model
     _lang: Optional[str]
+    # True: doc.vector, span.vector and .similarity use the [CLS] vectors (spacy_cls.hooks).
+    set_doc_vector: bool = False
+    # Key under which docs name this component as the encoder of their spans (spacy_cls.spans).
+    vector_source: Optional[str] = None
+    # Updates made in this process; named when the loss stops being finite.
+    _n_updates: int = 0
 
     @property
     def encoder(self) -> Model:
@@ -84,6 +110,12 @@ class ClsClassifierMixin:
             for j, label in enumerate(labels):
                 doc.cats[label] = float(scores[i, j])
             doc._.set(CLS_VECTOR, numpy.array(cls_vectors[i], dtype=numpy.float32))
+        if self.vector_source is None:
+            self.vector_source = register_source(self)
+        for doc in docs:
+            record_source(doc, self.vector_source, preferred=self.set_doc_vector)
+            if self.set_doc_vector:
+                install_vector_hooks(doc)
 
     def update(
         self,
@@ -100,10 +132,14 @@ class ClsClassifierMixin:
             losses = {}
         losses.setdefault(self.name, 0.0)
         validate_examples(examples, f"{type(self).__name__}.update")
-        self._validate_categories(examples)
+        exclusive = not self.model.attrs.get("multi_label")
+        # An exclusive classifier cannot skip a label it does not know: the doc would have none.
+        check_examples(examples, "batch", self.name, exclusive, self.labels if exclusive else None)
         set_dropout_rate(self.model, drop)
         scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_scores = self.get_loss(examples, scores)
+        self._n_updates += 1
+        check_finite_loss(loss, self._n_updates, self.name)
         backprop(d_scores)
         if sgd is not None:
             self.finish_update(sgd)
@@ -128,6 +164,16 @@ class ClsClassifierMixin:
             loss = -(truths * ops.xp.log(probs))
         return float((loss * not_missing).sum() / n_docs), d_scores
 
+    def _validate_categories(self, examples: Iterable[Example]) -> None:
+        check_examples(examples, "batch", self.name, not self.model.attrs.get("multi_label"))
+
+    def _check_initialize_data(self, get_examples: Callable[[], Iterable[Example]], nlp, labels) -> None:
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        exclusive = not self.model.attrs.get("multi_label")
+        check_initialize_data(
+            get_examples, nlp=nlp, labels=labels, current_labels=self.labels, component=self.name, exclusive=exclusive
+        )
+
     def _pick_default_encoder(self) -> None:
         encoder = self.encoder
         if not encoder.attrs.get("name") and "name" in encoder.attrs:
@@ -146,12 +192,15 @@ class ClsClassifier(ClsClassifierMixin, TextCategorizer):
         threshold: float = 0.0,
         scorer: Optional[Callable] = None,
         lang: Optional[str] = None,
+        set_doc_vector: bool = False,
     ) -> None:
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self._lang = lang
+        self.set_doc_vector = set_doc_vector
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None):
         self._pick_default_encoder()
+        self._check_initialize_data(get_examples, nlp, labels)
         super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
 
 
@@ -167,12 +216,15 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
         threshold: float = 0.5,
         scorer: Optional[Callable] = None,
         lang: Optional[str] = None,
+        set_doc_vector: bool = False,
     ) -> None:
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self._lang = lang
+        self.set_doc_vector = set_doc_vector
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None):
         self._pick_default_encoder()
+        self._check_initialize_data(get_examples, nlp, labels)
         super().initialize(get_examples, nlp=nlp, labels=labels)
 
 
@@ -181,16 +233,27 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
     assigns=["doc.cats", f"doc._.{CLS_VECTOR}"],
     default_config={
         "threshold": 0.0,
+        "set_doc_vector": False,
         "model": DEFAULT_MODEL,
         "scorer": {"@scorers": "spacy.textcat_scorer.v2"},
     },
     default_score_weights=SCORE_WEIGHTS,
 )
 def make_cls_classifier(
-    nlp: Language, name: str, model: Model[List[Doc], Floats2d], threshold: float, scorer: Optional[Callable]
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    threshold: float,
+    scorer: Optional[Callable],
+    set_doc_vector: bool,
 ) -> ClsClassifier:
     install_extensions()
-    return ClsClassifier(nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang)
+    guard_forked_torch()
+    component = ClsClassifier(
+        nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang, set_doc_vector=set_doc_vector
+    )
+    component.vector_source = register_source(component, nlp)
+    return component
 
 
 @Language.factory(
@@ -198,13 +261,24 @@ def make_cls_classifier(
     assigns=["doc.cats", f"doc._.{CLS_VECTOR}"],
     default_config={
         "threshold": 0.5,
+        "set_doc_vector": False,
         "model": DEFAULT_MULTILABEL_MODEL,
         "scorer": {"@scorers": "spacy.textcat_multilabel_scorer.v2"},
     },
     default_score_weights=SCORE_WEIGHTS,
 )
 def make_cls_classifier_multilabel(
-    nlp: Language, name: str, model: Model[List[Doc], Floats2d], threshold: float, scorer: Optional[Callable]
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    threshold: float,
+    scorer: Optional[Callable],
+    set_doc_vector: bool,
 ) -> ClsClassifierMultilabel:
     install_extensions()
-    return ClsClassifierMultilabel(nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang)
+    guard_forked_torch()
+    component = ClsClassifierMultilabel(
+        nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang, set_doc_vector=set_doc_vector
+    )
+    component.vector_source = register_source(component, nlp)
+    return component

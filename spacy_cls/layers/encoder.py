@@ -7,21 +7,51 @@ placement, autocast and gradient scaling, and handing torch gradients to thinc's
 optimizer. It does not reuse spacy-transformers' ``TransformerModel``: that layer
 aligns word pieces to spaCy tokens for every doc and keeps all hidden states, work
 a doc-level classifier never needs.
+
+Work it does not do (see docs/performance.md):
+- rows are sorted by length and run in groups (sub-batches), each padded to its own
+  longest row, cut where padding costs more than another forward pass;
+- when the pooling reads [CLS] only, the last layer runs at the [CLS] position only
+  (``cls_forward``), in prediction and in training;
+- with ``freeze = true``, each text's outputs are computed once and then read from a
+  bounded cache (``cache``);
+- prediction runs under ``torch.inference_mode``, optionally on an int8 copy of the
+  encoder (``quantize_int8``, CPU only).
 """
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+import weakref
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager, Dict, Hashable, List, Optional, Tuple
 
+import numpy
 import torch
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import HFObjects
 from spacy_transformers.layers.hf_shim import HFShim
-from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
+from thinc.api import Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from ..loaders import load_encoder
-from .pooling import check_pooling, pool, pooled_width
-from .windows import WindowBatch, check_policy, encode_texts
+from .cache import EncoderCache, text_key
+from .cls_forward import encode_rows, supports_cls_only
+from .pooling import check_pooling, pool, pooled_width, uses_tokens_beyond_cls
+from .windows import WindowBatch, check_policy, encode_texts, length_sorted_parts
+
+# Docs whose outputs a frozen encoder keeps (LRU); about cache_size * 3 KB for a
+# 384-wide encoder with pooling="cls", 6 KB for a 768-wide one.
+DEFAULT_CACHE_SIZE = 50_000
+# Most rows per forward pass (0: no cap; the length grouping decides).
+DEFAULT_SUB_BATCH_SIZE = 0
+# What one more forward pass costs, in padded word pieces: on CPU per torch thread
+# (the per-pass overhead stays, the per-piece cost falls with threads), on a GPU
+# for the whole device (short passes leave it idle). Measured with MiniLM and
+# m3e-small: about 30-50 pieces a pass on one CPU thread.
+CPU_PASS_COST_PER_THREAD = 32
+GPU_PASS_COST = 4096
+# Windows read per doc under long_text="windows": training memory grows with them.
+DEFAULT_MAX_WINDOWS = 16
+MIXED_PRECISION_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -43,14 +73,24 @@ def HFClsEncoder(
     grad_scaler_config: Optional[Dict] = None,
     tokenizer_config: Optional[Dict] = None,
     transformer_config: Optional[Dict] = None,
+    mixed_precision_dtype: str = "float16",
+    cache_size: int = DEFAULT_CACHE_SIZE,
+    quantize_int8: bool = False,
+    sub_batch_size: int = DEFAULT_SUB_BATCH_SIZE,
+    max_windows: Optional[int] = DEFAULT_MAX_WINDOWS,
 ) -> Model[List[Doc], EncoderOutput]:
     check_pooling(pooling)
+    check_speed_settings(mixed_precision_dtype, cache_size, sub_batch_size)
     tokenizer_config = dict(tokenizer_config or {})
     transformer_config = dict(transformer_config or {})
+    grad_scaler_config = dict(grad_scaler_config or {})
+    if mixed_precision_dtype == "bfloat16":
+        # bfloat16 has float32's range: no loss scaling unless asked for.
+        grad_scaler_config.setdefault("enabled", False)
     shim = HFShim(
         HFObjects(None, None, None, tokenizer_config, transformer_config),
         mixed_precision=mixed_precision,
-        grad_scaler_config=dict(grad_scaler_config or {}),
+        grad_scaler_config=grad_scaler_config,
     )
     return Model(
         "hf_cls_encoder",
@@ -65,9 +105,31 @@ def HFClsEncoder(
             "max_length": max_length,
             "long_text": long_text,
             "stride": stride,
+            "max_windows": max_windows,
             "has_pooler_weights": None,
+            "mixed_precision": mixed_precision,
+            "mixed_precision_dtype": mixed_precision_dtype,
+            "cache_size": cache_size,
+            "quantize_int8": quantize_int8,
+            "sub_batch_size": sub_batch_size,
+            # For comparisons: false runs the full last layer; an int fixes the
+            # cost of a pass in the length grouping (large: no grouping).
+            "cls_only_last_layer": True,
+            "pass_cost": None,
         },
     )
+
+
+def check_speed_settings(mixed_precision_dtype: str, cache_size: int, sub_batch_size: int) -> None:
+    if mixed_precision_dtype not in MIXED_PRECISION_DTYPES:
+        raise ValueError(
+            f"mixed_precision_dtype='{mixed_precision_dtype}' is not supported: choose "
+            f"{' or '.join(MIXED_PRECISION_DTYPES)} (bfloat16 needs an Ampere or newer GPU)."
+        )
+    if cache_size < 0:
+        raise ValueError(f"cache_size={cache_size}: use 0 to turn the frozen-encoder cache off, or a number of docs.")
+    if sub_batch_size < 0:
+        raise ValueError(f"sub_batch_size={sub_batch_size}: use 0 for no cap, or the most rows a forward pass may hold.")
 
 
 def get_hf(model: Model) -> HFObjects:
@@ -90,7 +152,7 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     _check_pooler(model)
     config = get_hf(model).transformer.config
     model.attrs["max_length"] = resolve_max_length(model.attrs["max_length"], get_hf(model).tokenizer, config)
-    check_policy(model.attrs["long_text"], model.attrs["max_length"], model.attrs["stride"])
+    check_policy(model.attrs["long_text"], model.attrs["max_length"], model.attrs["stride"], model.attrs["max_windows"])
     model.set_dim("nO", pooled_width(config.hidden_size, model.attrs["pooling"]), force=True)
 
 
@@ -119,43 +181,273 @@ def resolve_max_length(requested: Optional[int], tokenizer, config) -> int:
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[EncoderOutput, Callable]:
+    texts = [doc.text for doc in docs]
+    if is_train and not model.attrs["freeze"]:
+        return _forward_fine_tuning(model, texts, docs)
+    cls, features = _predict(model, texts)
+    return EncoderOutput(cls=cls, features=features), lambda d_output: docs
+
+
+def _forward_fine_tuning(model: Model, texts: List[str], docs: List[Doc]) -> Tuple[EncoderOutput, Callable]:
+    if model.attrs["quantize_int8"]:
+        raise ValueError(
+            "quantize_int8 = true makes the encoder inference-only, and this update would "
+            "fine-tune it. Set quantize_int8 = false to fine-tune, or freeze = true to "
+            "train the head alone on the int8 encoder's outputs."
+        )
+    _runtime(model).cache.clear()
     shim = model.shims[0]
-    batch = encode_texts(
-        get_hf(model).tokenizer,
-        [doc.text for doc in docs],
-        model.attrs["max_length"],
-        model.attrs["long_text"],
-        model.attrs["stride"],
-    )
-    _note_cut_docs(model, batch)
+    transformer = shim._model
     device = shim.device
-    mask = torch.from_numpy(batch.attention_mask).to(device)
-    inputs = ArgsKwargs(
-        args=(),
-        kwargs={"input_ids": torch.from_numpy(batch.input_ids).to(device), "attention_mask": mask},
-    )
-    trainable = is_train and not model.attrs["freeze"]
-    if trainable:
-        output, backprop_shim = shim.begin_update(inputs)
-    else:
-        output = shim.predict(inputs)
-    hidden = output.last_hidden_state
-    pooled = pool(hidden, mask, getattr(output, "pooler_output", None), model.attrs["pooling"])
+    batch = _encode(model, texts)
+    transformer.train()
+    with _autocast(model, device):
+        cls_rows, pooled_rows = _run_rows(model, transformer, batch)
     doc_index = torch.from_numpy(batch.doc_index).to(device)
-    features_t = average_windows(pooled.float(), doc_index, batch.n_docs)
-    cls_t = average_windows(hidden[:, 0].detach().float(), doc_index, batch.n_docs)
+    features_t = average_windows(pooled_rows.float(), doc_index, batch.n_docs)
+    cls_t = average_windows(cls_rows.detach().float(), doc_index, batch.n_docs)
     result = EncoderOutput(
         cls=torch2xp(cls_t, ops=model.ops),
         features=torch2xp(features_t.detach(), ops=model.ops),
     )
 
     def backprop(d_output: Floats2d) -> List[Doc]:
-        if trainable:
-            grad = xp2torch(model.ops.asarray2f(d_output), device=device)
-            backprop_shim(ArgsKwargs(args=(features_t,), kwargs={"grad_tensors": (grad,)}))
+        grad = xp2torch(model.ops.asarray2f(d_output), device=device)
+        _backward(shim, features_t, grad)
         return docs
 
     return result, backprop
+
+
+def _backward(shim: HFShim, output: torch.Tensor, grad: torch.Tensor) -> None:
+    """Backpropagate as HFShim.begin_update's callback does: the gradient is scaled
+    for mixed precision and the weights' gradients unscaled, so that the shim's
+    finish_update skips the step after an overflow."""
+    scaler = shim._grad_scaler
+    torch.autograd.backward(output, grad_tensors=scaler.scale(grad, inplace=True))
+    scaler.unscale([p.grad for p in shim._model.parameters() if p.grad is not None])
+
+
+def _predict(model: Model, texts: List[str]) -> Tuple[Floats2d, Floats2d]:
+    """Outputs without gradients: the frozen encoder in training, and prediction."""
+    ops = model.ops
+    cache = _bound_cache(model)
+    if cache is None:
+        cls_t, features_t = _predict_tensors(model, texts)
+        cls = torch2xp(cls_t, ops=ops)
+        return cls, (cls.copy() if features_t is cls_t else torch2xp(features_t, ops=ops))
+    keys = [text_key(text) for text in texts]
+    found = cache.lookup(keys)
+    todo: Dict[bytes, str] = {}
+    for key, text in zip(keys, texts):
+        if key not in found:
+            todo.setdefault(key, text)
+    if todo:
+        cls_t, features_t = _predict_tensors(model, list(todo.values()))
+        cls_new = cls_t.cpu().numpy()
+        features_new = cls_new if features_t is cls_t else features_t.cpu().numpy()
+        cache.store(list(todo), cls_new, features_new)
+        for i, key in enumerate(todo):
+            found[key] = (cls_new[i], features_new[i])
+    width = model.get_dim("nO")
+    cls = numpy.stack([found[key][0] for key in keys]) if keys else numpy.zeros((0, width // 2 if width else 0), "f")
+    features = numpy.stack([found[key][1] for key in keys]) if keys else numpy.zeros((0, width), "f")
+    return ops.asarray2f(cls), ops.asarray2f(features)
+
+
+def _predict_tensors(model: Model, texts: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-doc [CLS] rows and features as float32 tensors; the same tensor twice
+    when the features are the [CLS] rows."""
+    shim = model.shims[0]
+    device = shim.device
+    transformer = _inference_module(model)
+    batch = _encode(model, texts)
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        with torch.inference_mode(), _autocast(model, device):
+            cls_rows, pooled_rows = _run_rows(model, transformer, batch)
+            doc_index = torch.from_numpy(batch.doc_index).to(device)
+            cls_t = average_windows(cls_rows.float(), doc_index, batch.n_docs)
+            if model.attrs["pooling"] == "cls":
+                return cls_t, cls_t
+            return cls_t, average_windows(pooled_rows.float(), doc_index, batch.n_docs)
+    finally:
+        transformer.train(was_training)
+
+
+def _encode(model: Model, texts: List[str]) -> WindowBatch:
+    batch = encode_texts(
+        get_hf(model).tokenizer,
+        texts,
+        model.attrs["max_length"],
+        model.attrs["long_text"],
+        model.attrs["stride"],
+        model.attrs["max_windows"],
+    )
+    _note_cut_docs(model, batch)
+    return batch
+
+
+def _run_rows(model: Model, transformer: torch.nn.Module, batch: WindowBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The [CLS] row and the pooled row of every window, in the batch's row order,
+    running length-sorted sub-batches each padded to its own longest row."""
+    pooling = model.attrs["pooling"]
+    device = model.shims[0].device
+    cls_only = _use_cls_only(model)
+    state = _runtime(model)
+    parts = length_sorted_parts(batch, model.attrs["sub_batch_size"], _pass_cost(model, device))
+    cls_parts, pooled_parts = [], []
+    for rows in parts:
+        mask_np = batch.attention_mask[rows]
+        length = int(mask_np.sum(axis=1).max())
+        ids = torch.from_numpy(numpy.ascontiguousarray(batch.input_ids[rows, :length])).to(device)
+        mask = torch.from_numpy(numpy.ascontiguousarray(mask_np[:, :length])).to(device)
+        encoded = encode_rows(transformer, ids, mask, cls_only=cls_only, need_pooler=pooling == "pooler")
+        cls_parts.append(encoded.hidden[:, 0])
+        pooled_parts.append(pool(encoded.hidden, mask, encoded.pooler_output, pooling))
+        state.n_real_tokens += int(mask_np.sum())
+        state.n_padded_tokens += mask.numel()
+    if not parts:
+        width = transformer.config.hidden_size
+        empty = torch.zeros((0, width), device=device)
+        return empty, torch.zeros((0, pooled_width(width, pooling)), device=device)
+    if len(parts) == 1:
+        return cls_parts[0], pooled_parts[0]
+    inverse = torch.from_numpy(numpy.argsort(numpy.concatenate(parts))).to(device)
+    return torch.cat(cls_parts)[inverse], torch.cat(pooled_parts)[inverse]
+
+
+def _pass_cost(model: Model, device: torch.device) -> int:
+    if model.attrs["pass_cost"] is not None:
+        return int(model.attrs["pass_cost"])
+    if device.type == "cuda":
+        return GPU_PASS_COST
+    return CPU_PASS_COST_PER_THREAD * torch.get_num_threads()
+
+
+def _autocast(model: Model, device: torch.device) -> ContextManager:
+    if not model.attrs["mixed_precision"] or device.type != "cuda":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=MIXED_PRECISION_DTYPES[model.attrs["mixed_precision_dtype"]])
+
+
+@dataclass
+class _Runtime:
+    """A layer's state that is neither configuration nor weights, never saved."""
+
+    cache: EncoderCache
+    # Per torch module: whether the [CLS]-only last layer reproduces its full forward.
+    cls_only_ok: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+    int8: Optional[Tuple["weakref.ref[torch.nn.Module]", torch.nn.Module]] = None
+    n_real_tokens: int = 0
+    n_padded_tokens: int = 0
+
+
+# Keyed by the layer's shim (thinc models cannot be weakly referenced), so that
+# the state goes away with the layer.
+_RUNTIME: "weakref.WeakKeyDictionary[HFShim, _Runtime]" = weakref.WeakKeyDictionary()
+
+
+def _runtime(model: Model) -> _Runtime:
+    shim = model.shims[0]
+    state = _RUNTIME.get(shim)
+    if state is None:
+        state = _RUNTIME[shim] = _Runtime(EncoderCache(model.attrs["cache_size"]))
+    elif state.cache.max_size != model.attrs["cache_size"]:
+        state.cache = EncoderCache(model.attrs["cache_size"])
+    return state
+
+
+def encoder_cache(model: Model) -> EncoderCache:
+    """The frozen-encoder cache of an encoder layer (``len``, ``hits``, ``misses``,
+    ``clear()``). Clear it after changing a frozen encoder's weights by hand."""
+    return _runtime(model).cache
+
+
+def padding_stats(model: Model) -> Tuple[int, int]:
+    """(real word pieces, word pieces the encoder ran over, padding included) since
+    the layer was made or `reset_padding_stats` was called."""
+    state = _runtime(model)
+    return state.n_real_tokens, state.n_padded_tokens
+
+
+def reset_padding_stats(model: Model) -> None:
+    state = _runtime(model)
+    state.n_real_tokens = state.n_padded_tokens = 0
+
+
+def _bound_cache(model: Model) -> Optional[EncoderCache]:
+    """The cache, valid for the encoder's current weights and settings, or None
+    when the encoder may change (fine-tuning) or the cache is off."""
+    state = _runtime(model)
+    if not model.attrs["freeze"] or not model.attrs["cache_size"]:
+        state.cache.clear()
+        return None
+    source = model.shims[0]._model
+    settings: Hashable = (
+        model.attrs["pooling"],
+        model.attrs["max_length"],
+        model.attrs["long_text"],
+        model.attrs["stride"],
+        model.attrs["max_windows"],
+        model.attrs["mixed_precision"],
+        model.attrs["mixed_precision_dtype"],
+        model.attrs["quantize_int8"],
+        str(model.shims[0].device),
+        # Bumped by every in-place change of a weight (optimizer steps, load_state_dict).
+        sum(param._version for param in source.parameters()),
+    )
+    state.cache.bind(source, settings)
+    return state.cache
+
+
+def _use_cls_only(model: Model) -> bool:
+    if not model.attrs["cls_only_last_layer"] or uses_tokens_beyond_cls(model.attrs["pooling"]):
+        return False
+    source = model.shims[0]._model
+    known = _runtime(model).cls_only_ok
+    if source not in known:
+        known[source] = supports_cls_only(source) and _cls_only_matches_full(source)
+    return known[source]
+
+
+def _cls_only_matches_full(transformer: torch.nn.Module) -> bool:
+    """Check once per module, on a small probe, that the [CLS]-only last layer gives
+    the full forward's [CLS] rows: an encoder with BERT's module names but another
+    computation (rotary positions, say) falls back to the full forward."""
+    vocab_size = int(getattr(transformer.config, "vocab_size", 2) or 2)
+    device = next(transformer.parameters()).device
+    ids = ((torch.arange(12).reshape(2, 6) * 7919 + 3) % vocab_size).to(device)
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            full = encode_rows(transformer, ids, mask, cls_only=False, need_pooler=False).hidden[:, 0]
+            fast = encode_rows(transformer, ids, mask, cls_only=True, need_pooler=False).hidden[:, 0]
+        return bool(torch.allclose(full.float(), fast.float(), atol=1e-4, rtol=1e-3))
+    except (RuntimeError, TypeError, ValueError, AttributeError, IndexError):
+        return False
+    finally:
+        transformer.train(was_training)
+
+
+def _inference_module(model: Model) -> torch.nn.Module:
+    """The torch module that predicts: the encoder, or its int8 copy (made once;
+    the float weights stay for saving and training)."""
+    source = model.shims[0]._model
+    if not model.attrs["quantize_int8"]:
+        return source
+    state = _runtime(model)
+    if state.int8 is None or state.int8[0]() is not source:
+        from ..quantize import quantize_encoder
+
+        state.int8 = (weakref.ref(source), quantize_encoder(source))
+    return state.int8[1]
 
 
 def average_windows(rows: torch.Tensor, doc_index: torch.Tensor, n_docs: int) -> torch.Tensor:
@@ -177,16 +469,28 @@ def n_cut_docs(model: Model) -> int:
 
 
 def _note_cut_docs(model: Model, batch: WindowBatch) -> None:
-    if not batch.n_cut or model.attrs["long_text"] != "truncate":
+    if not batch.n_cut:
         return
     first = model.id not in _CUT_DOCS
     _CUT_DOCS[model.id] = n_cut_docs(model) + batch.n_cut
-    if first:
-        warnings.warn(
+    if not first:
+        return
+    if model.attrs["long_text"] == "truncate":
+        message = (
             f"[spacy_cls] {batch.n_cut} of {batch.n_docs} docs in this batch are longer "
             f"than the encoder's {model.attrs['max_length']} word pieces and were cut "
             f"(long_text='truncate'). This warning is shown once; the running count of cut "
             f"docs is in the component's `n_cut_docs`. To read the whole text, set "
-            f"long_text='windows' in the model config.",
-            stacklevel=2,
+            f"long_text='windows' in the model config."
         )
+    else:
+        message = (
+            f"[spacy_cls] {batch.n_cut} of {batch.n_docs} docs in this batch need more than "
+            f"max_windows={model.attrs['max_windows']} windows of {model.attrs['max_length']} "
+            f"word pieces; only their first {model.attrs['max_windows']} windows were read "
+            f"and the rest was cut (long_text='windows'). This warning is shown once; the "
+            f"running count of cut docs is in the component's `n_cut_docs`. To read more, "
+            f"raise max_windows in the model config (training memory grows with it), or "
+            f"set it to null for no limit."
+        )
+    warnings.warn(message, stacklevel=2)

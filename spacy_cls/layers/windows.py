@@ -4,10 +4,13 @@ Policies for a text longer than the encoder's maximum length:
 - ``truncate``: keep the first window ([CLS] + the first ``max_length - 2`` pieces + [SEP]);
   the encoder warns once per pipeline and counts the cut docs.
 - ``windows``: cut the text into windows of ``max_length`` pieces that overlap by
-  ``stride`` pieces, encode each, and average the windows' vectors per doc.
+  ``stride`` pieces, encode each, and average the windows' vectors per doc. With
+  ``max_windows`` set, a doc reads at most its first ``max_windows`` windows (memory
+  in training grows with the windows of a batch); the rest is cut, warned and counted
+  as under ``truncate``.
 """
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy
 
@@ -34,7 +37,40 @@ class WindowBatch:
         return int(self.attention_mask.size)
 
 
-def check_policy(long_text: str, max_length: int, stride: int) -> None:
+def length_sorted_parts(batch: WindowBatch, max_rows: int, pass_cost: int) -> List[numpy.ndarray]:
+    """Row indices in groups of rows of similar length, each run as one forward pass
+    padded to its own longest row. The rows are sorted by length and cut where that
+    minimises the padded word pieces plus `pass_cost` word pieces per pass (what one
+    more pass costs in fixed overhead); `max_rows` > 0 caps the rows of a group."""
+    lengths = batch.attention_mask.sum(axis=1)
+    n_rows = len(lengths)
+    if n_rows == 0:
+        return []
+    order = numpy.argsort(lengths, kind="stable")
+    cuts = _best_cuts(lengths[order].tolist(), max_rows if max_rows > 0 else n_rows, pass_cost)
+    if len(cuts) == 2:
+        return [numpy.arange(n_rows)]
+    return [order[start:end] for start, end in zip(cuts[:-1], cuts[1:])]
+
+
+def _best_cuts(sorted_lengths: List[int], max_rows: int, pass_cost: int) -> List[int]:
+    """Dynamic programme over the sorted lengths: best[j] is the least cost of the
+    first j rows, a group (i, j] costing pass_cost + (j - i) * sorted_lengths[j - 1]."""
+    n = len(sorted_lengths)
+    best = [0] + [0] * n
+    start = [0] * (n + 1)
+    for j in range(1, n + 1):
+        longest = sorted_lengths[j - 1]
+        best[j], start[j] = min(
+            (best[i] + pass_cost + (j - i) * longest, i) for i in range(max(0, j - max_rows), j)
+        )
+    cuts = [n]
+    while cuts[-1] > 0:
+        cuts.append(start[cuts[-1]])
+    return cuts[::-1]
+
+
+def check_policy(long_text: str, max_length: int, stride: int, max_windows: Optional[int] = None) -> None:
     if long_text not in LONG_TEXT_POLICIES:
         raise ValueError(
             f"Unknown long_text policy '{long_text}'. Choose one of "
@@ -45,10 +81,20 @@ def check_policy(long_text: str, max_length: int, stride: int) -> None:
             f"stride={stride} must be at least 0 and smaller than max_length - 2 "
             f"({max_length - 2}): it is the overlap between consecutive windows."
         )
+    if max_windows is not None and max_windows < 1:
+        raise ValueError(
+            f"max_windows={max_windows}: use a number of windows of at least 1, or null "
+            f"to read every window of every doc."
+        )
 
 
 def encode_texts(
-    tokenizer, texts: List[str], max_length: int, long_text: str, stride: int
+    tokenizer,
+    texts: List[str],
+    max_length: int,
+    long_text: str,
+    stride: int,
+    max_windows: Optional[int] = None,
 ) -> WindowBatch:
     """Tokenise with the fast tokenizer. Special-token strings inside the text
     ("[CLS]", "[SEP]", ...) are read as plain text, never as control tokens."""
@@ -67,12 +113,14 @@ def encode_texts(
     )
     sample_map = numpy.asarray(encoding["overflow_to_sample_mapping"], dtype="int64")
     rows = encoding["input_ids"]
-    first_of_doc = numpy.ones(len(sample_map), dtype=bool)
-    first_of_doc[1:] = sample_map[1:] != sample_map[:-1]
-    n_cut = len(sample_map) - int(first_of_doc.sum())
-    n_cut = len(numpy.unique(sample_map[~first_of_doc])) if n_cut else 0
-    if not windows:
-        keep = numpy.flatnonzero(first_of_doc)
+    # Each row's position among its doc's windows (rows of a doc are consecutive).
+    first_row = numpy.searchsorted(sample_map, sample_map)
+    rank = numpy.arange(len(sample_map)) - first_row
+    limit = (max_windows or len(sample_map)) if windows else 1
+    kept = rank < limit
+    n_cut = len(numpy.unique(sample_map[~kept]))
+    if not kept.all():
+        keep = numpy.flatnonzero(kept)
         rows = [rows[i] for i in keep]
         sample_map = sample_map[keep]
     input_ids, attention_mask = pad_rows(rows, tokenizer.pad_token_id or 0)

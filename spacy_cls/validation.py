@@ -1,0 +1,175 @@
+"""Checks on the labelled data given to the classifiers, run before any weight
+changes: at `initialize` (training data, and the dev corpus that `spacy train`
+will score) and at each `update` (the batch).
+
+Every message says what was found, where (which example, with the start of its
+text) and what to do about it.
+"""
+import math
+from typing import Callable, Iterable, Optional, Sequence
+
+from spacy.training import Example
+
+PREVIEW_CHARS = 60
+MULTILABEL_HINT = (
+    "If a doc can have no label or several labels, use the `cls_classifier_multilabel` "
+    "component instead."
+)
+
+
+class LabelDataError(ValueError):
+    """Labelled data that would train or score the classifier wrongly."""
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite; the weights were left unchanged."""
+
+
+def where(example: Example, index: int, source: str) -> str:
+    """E.g. "training example 12 ('The room was…')"."""
+    text = example.reference.text
+    preview = text[:PREVIEW_CHARS] + ("…" if len(text) > PREVIEW_CHARS else "")
+    return f"{source} example {index} ({preview!r})"
+
+
+def check_example(
+    eg: Example,
+    index: int,
+    source: str,
+    component: str,
+    exclusive: bool,
+    known: Optional[Sequence[str]] = None,
+    unknown_fix: str = "",
+) -> None:
+    """Values are 1.0 or 0.0; labels are among `known` (when given); an exclusive
+    classifier's example has exactly one label set to 1.0."""
+    cats = eg.reference.cats
+    for label, value in cats.items():
+        if value not in (0.0, 1.0):
+            raise LabelDataError(
+                f"{component}: {where(eg, index, source)} has cats[{label!r}] = {value!r}; "
+                f"labels must be 1.0 (the doc has it) or 0.0 (it has not). Round soft "
+                f"labels, or leave the label out of examples where it is unknown."
+            )
+    if known is not None:
+        unknown = [label for label in cats if label not in known]
+        if unknown:
+            fix = unknown_fix or (
+                f"Include examples of it in the data given to `initialize` (or list it in "
+                f"[initialize.components.{component}.labels]) and initialise again."
+            )
+            raise LabelDataError(
+                f"{component}: {where(eg, index, source)} has the label {unknown[0]!r}, which "
+                f"is not among the component's labels ({', '.join(known)}). {fix}"
+            )
+    if not exclusive:
+        return
+    positive = [label for label, value in cats.items() if value == 1.0]
+    if len(positive) == 1:
+        return
+    if not cats:
+        found = "has no cats at all"
+    elif not positive:
+        found = f"has no label set to 1.0 (cats: {dict(cats)})"
+    else:
+        found = f"has {len(positive)} labels set to 1.0 ({', '.join(positive)})"
+    raise LabelDataError(
+        f"{component}: {where(eg, index, source)} {found}, but {component} gives every doc "
+        f"exactly one of its labels (a softmax over them). Give the example exactly one "
+        f"label with 1.0, or drop it. {MULTILABEL_HINT}"
+    )
+
+
+def check_examples(
+    examples: Iterable[Example],
+    source: str,
+    component: str,
+    exclusive: bool,
+    known: Optional[Sequence[str]] = None,
+    unknown_fix: str = "",
+) -> None:
+    for i, eg in enumerate(examples):
+        check_example(eg, i, source, component, exclusive, known, unknown_fix)
+
+
+def check_label_count(labels: Sequence[str], component: str) -> None:
+    """An exclusive classifier needs two labels to choose between."""
+    if len(labels) >= 2:
+        return
+    found = f"only the label {labels[0]!r}" if labels else "no labels"
+    raise LabelDataError(
+        f"{component}: found {found} in the training data, but an exclusive classifier "
+        f"chooses one label among at least two (a softmax over one label is always 1.0). "
+        f"For a yes/no task give every doc both labels, e.g. "
+        f'{{"POSITIVE": 1.0, "NEGATIVE": 0.0}}, or use `cls_classifier_multilabel`, which '
+        f"learns an independent yes/no for each label, one label included."
+    )
+
+
+def dev_examples(nlp) -> Optional[Callable[[], Iterable[Example]]]:
+    """The dev corpus named by the pipeline's training config (what `spacy train`
+    scores), or None when the config names none that can be read, as in a pipeline
+    built in code with `spacy.blank`."""
+    from confection import ConfigValidationError
+    from spacy.util import resolve_dot_names
+
+    if nlp is None:
+        return None
+    config = nlp.config
+    dot_name = config.get("training", {}).get("dev_corpus")
+    if not isinstance(dot_name, str):
+        return None
+    try:
+        (corpus,) = resolve_dot_names(config.interpolate(), [dot_name])
+    except (ValueError, KeyError, ConfigValidationError):
+        # E.g. no path given for the dev corpus: nothing to check against.
+        return None
+    if corpus is None or getattr(corpus, "path", True) is None:
+        return None
+    return lambda: corpus(nlp)
+
+
+def check_initialize_data(
+    get_examples: Callable[[], Iterable[Example]],
+    *,
+    nlp,
+    labels: Optional[Iterable[str]],
+    current_labels: Sequence[str],
+    component: str,
+    exclusive: bool,
+) -> None:
+    """Everything `initialize` can find wrong in the training data and in the dev
+    corpus that `spacy train` will score, before any training step."""
+    train_labels = dict.fromkeys(label for eg in get_examples() for label in eg.reference.cats)
+    given = list(labels) if labels is not None else None
+    final = list(dict.fromkeys([*current_labels, *(given if given is not None else train_labels)]))
+    if exclusive:
+        check_label_count(final, component)
+    fix = (
+        f"Add it to [initialize.components.{component}.labels] (or to the labels given to "
+        f"`initialize`), or fix the example."
+    )
+    # Labels given explicitly may leave other labels in the data to another component,
+    # which an exclusive classifier cannot allow (each doc needs one of its labels).
+    strict = exclusive or given is None
+    check_examples(get_examples(), "training", component, exclusive, final if strict else None, fix)
+    get_dev = dev_examples(nlp) if strict else None
+    if get_dev is not None:
+        dev_fix = (
+            "Training never sees this label, so the component can never predict it. Add "
+            "training examples of it, or fix its spelling in the dev data."
+        )
+        check_examples(get_dev(), "dev", component, exclusive, list(train_labels), dev_fix)
+
+
+def check_finite_loss(loss: float, step: int, component: str) -> None:
+    if math.isfinite(loss):
+        return
+    raise NonFiniteLossError(
+        f"{component}: the training loss is {loss} at update step {step} of this "
+        f"component; training stopped before the weights were changed. Lower the learning "
+        f"rate (e.g. [training.optimizer] learn_rate), add gradient clipping "
+        f"(grad_clip = 1.0), or, with mixed_precision = true, turn it off to check for an "
+        f"overflow. If the loss was already non-finite at step 1, the pipeline's weights "
+        f"hold NaN or inf: reload it or initialise again."
+    )

@@ -1,0 +1,256 @@
+"""The per-task training configs in configs/: they validate, their corpora read the
+public data sets with the counts of the data folder's README, one training step runs
+with each of them (tiny_bert, a few rows), and the reader's held-out split (TREC has
+no dev file) is fixed, disjoint and complete."""
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+import spacy
+from spacy.training.initialize import init_nlp
+from spacy.training.loop import train
+from spacy.util import load_config, registry
+from thinc.api import Config
+
+from spacy_cls.readers import create_labelled_text_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"data folder {DATA} not found")
+
+TREC_LABELS = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+TNEWS_LABELS = [
+    "news_story", "news_culture", "news_entertainment", "news_sports", "news_finance",
+    "news_house", "news_car", "news_edu", "news_tech", "news_military", "news_travel",
+    "news_world", "news_stock", "news_agriculture", "news_game",
+]
+
+# config: (component, [paths] overrides relative to the data folder, train rows, dev rows, labels)
+CONFIGS: Dict[str, tuple] = {
+    "en_sst2": ("cls_classifier", {"train": "sst2/train.tsv", "dev": "sst2/dev.tsv"},
+                67349, 872, ["negative", "positive"]),
+    # 5,452 lines: a fixed 10% (545) held out as dev
+    "en_trec": ("cls_classifier", {"train": "trec/train_5500.label"}, 4907, 545, TREC_LABELS),
+    "en_goemotions": ("cls_classifier_multilabel",
+                      {"train": "goemotions/train.tsv", "dev": "goemotions/dev.tsv",
+                       "labels": "goemotions/labels.txt"}, 43410, 5426, None),
+    "zh_chnsenticorp": ("cls_classifier", {"train": "chnsenticorp/train.tsv", "dev": "chnsenticorp/dev.tsv"},
+                        9600, 1200, ["negative", "positive"]),
+    "zh_tnews": ("cls_classifier", {"train": "tnews/train.tsv", "dev": "tnews/dev.tsv"},
+                 53360, 10000, TNEWS_LABELS),
+}
+
+
+def config_path(name: str) -> Path:
+    return ROOT / "configs" / f"{name}.cfg"
+
+
+def data_overrides(name: str) -> Dict[str, str]:
+    return {f"paths.{key}": str(DATA / rel) for key, rel in CONFIGS[name][1].items()}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_is_valid_and_names_user_paths(name):
+    config = Config().from_disk(config_path(name))
+    component = CONFIGS[name][0]
+    assert config["nlp"]["pipeline"] == [component]
+    model = config["components"][component]["model"]
+    assert model["name"] == ("bert-base-uncased" if name.startswith("en_") else "bert-base-chinese")
+    for key in CONFIGS[name][1]:
+        assert config["paths"][key].startswith("data/"), (key, config["paths"][key])
+    # the whole config, training block included, passes spaCy's schema checks
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    assert nlp.pipe_names == [component]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_fine_tuning_defaults(name):
+    training = Config().from_disk(config_path(name)).interpolate()["training"]
+    optimizer = training["optimizer"]
+    rate = optimizer["learn_rate"]
+    assert rate["@schedules"] == "warmup_linear.v1"
+    assert rate["warmup_steps"] == training["max_steps"] // 10
+    assert rate["total_steps"] == training["max_steps"]
+    assert 2e-5 <= rate["initial_rate"] <= 5e-5
+    assert optimizer["L2_is_weight_decay"] is True and optimizer["grad_clip"] == 1.0
+    assert training["batcher"] == {"@batchers": "spacy.batch_by_sequence.v1", "size": 32, "get_length": None}
+    model = Config().from_disk(config_path(name))["components"][CONFIGS[name][0]]["model"]
+    assert model["max_length"] == (64 if name in ("en_sst2", "zh_tnews") else 128)
+
+
+def resolve_corpora(name: str, extra: Dict = None):
+    overrides = {**data_overrides(name), **(extra or {})}
+    config = load_config(config_path(name), overrides=overrides, interpolate=True)
+    return config, registry.resolve(config["corpora"])
+
+
+@needs_data
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_corpora_read_the_data_with_the_readme_counts(name):
+    config, corpora = resolve_corpora(name)
+    nlp = spacy.blank(config["nlp"]["lang"])
+    _, _, n_train, n_dev, labels = CONFIGS[name]
+    train = list(corpora["train"](nlp))
+    dev = list(corpora["dev"](nlp))
+    assert (len(train), len(dev)) == (n_train, n_dev)
+    expected = labels or Path(DATA / "goemotions" / "labels.txt").read_text(encoding="utf8").split()
+    assert list(train[0].reference.cats) == list(dev[0].reference.cats)
+    assert sorted(train[0].reference.cats) == sorted(expected)
+    if name == "en_goemotions":
+        assert any(sum(eg.reference.cats.values()) > 1 for eg in train[:200])
+    else:
+        assert all(sum(eg.reference.cats.values()) == 1 for eg in train[:200] + dev[:200])
+
+
+@pytest.fixture(scope="module")
+def duplicated_trec() -> set:
+    """Questions that occur more than once in train_5500.label: they can land on both sides."""
+    from collections import Counter
+
+    nlp = spacy.blank("en")
+    corpus = create_labelled_text_corpus(DATA / "trec" / "train_5500.label", format="prefixed", encoding="latin-1")
+    counts = Counter(eg.reference.text for eg in corpus(nlp))
+    return {text for text, n in counts.items() if n > 1}
+
+
+@needs_data
+def test_trec_holdout_sides_share_only_duplicated_questions(duplicated_trec):
+    _, corpora = resolve_corpora("en_trec")
+    nlp = spacy.blank("en")
+    train = {eg.reference.text for eg in corpora["train"](nlp)}
+    dev = {eg.reference.text for eg in corpora["dev"](nlp)}
+    assert train & dev <= duplicated_trec
+
+
+@needs_data
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_one_training_step_with_tiny_bert(name, tiny_bert):
+    component = CONFIGS[name][0]
+    overrides = {
+        **data_overrides(name),
+        f"components.{component}.model.name": tiny_bert,
+        "corpora.train.limit": 8,
+        "corpora.dev.limit": 4,
+        "training.batcher.size": 4,
+        # spaCy counts steps from 0: max_steps 1 is two updates
+        "training.max_steps": 1,
+        "training.eval_frequency": 1,
+        # a non-zero rate at the second update (warm-up factor 0 at the first)
+        "training.optimizer.learn_rate.warmup_steps": 1,
+        "training.optimizer.learn_rate.total_steps": 10,
+        "training.logger.@loggers": "spacy.ConsoleLogger.v1",
+    }
+    config = load_config(config_path(name), overrides=overrides, interpolate=False)
+    nlp = init_nlp(config, use_gpu=-1)
+    encoder = nlp.get_pipe(component).model.get_ref("encoder")
+    before = {name: p.detach().clone() for name, p in encoder.shims[0]._model.named_parameters()}
+    nlp, _ = train(nlp, None, use_gpu=-1, stdout=_Null(), stderr=_Null())
+    after = dict(encoder.shims[0]._model.named_parameters())
+    assert any(not bool((after[k] == v).all()) for k, v in before.items()), "the encoder was not updated"
+    doc = nlp("这家酒店很好" if name.startswith("zh_") else "a great movie")
+    assert set(doc.cats) == set(nlp.get_pipe(component).labels)
+    assert doc._.cls_vector.shape == (32,)
+
+
+class _Null:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+# --- the reader's held-out split ------------------------------------------------
+
+
+def write_prefixed(tmp_path: Path, n: int) -> Path:
+    labels = ["DESC:manner", "HUM:ind", "LOC:city"]
+    lines = [f"{labels[i % 3]} question number {i} ?" for i in range(n)]
+    path = tmp_path / "q.label"
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    return path
+
+
+def texts(path: Path, **options) -> List[str]:
+    corpus = create_labelled_text_corpus(path, format="prefixed", encoding="latin-1", **options)
+    return [eg.reference.text for eg in corpus(spacy.blank("en"))]
+
+
+def test_holdout_is_fixed_disjoint_and_complete(tmp_path):
+    path = write_prefixed(tmp_path, 50)
+    train = texts(path, split="train", holdout=0.1, seed=0)
+    dev = texts(path, split="dev", holdout=0.1, seed=0)
+    assert len(dev) == 5 and len(train) == 45
+    assert set(train).isdisjoint(dev)
+    assert sorted(train + dev) == sorted(texts(path))
+    assert texts(path, split="dev", holdout=0.1, seed=0) == dev
+    assert texts(path, split="dev", holdout=0.1, seed=1) != dev
+    # each side keeps file order
+    order = {text: i for i, text in enumerate(texts(path))}
+    assert [order[t] for t in train] == sorted(order[t] for t in train)
+
+
+def test_holdout_labels_come_from_all_rows_and_limit_applies_after(tmp_path):
+    path = write_prefixed(tmp_path, 30)
+    nlp = spacy.blank("en")
+    dev = list(create_labelled_text_corpus(path, format="prefixed", split="dev", holdout=0.1)(nlp))
+    assert len(dev) == 3 and sorted(dev[0].reference.cats) == ["DESC", "HUM", "LOC"]
+    limited = list(create_labelled_text_corpus(path, format="prefixed", split="train", holdout=0.1, limit=4)(nlp))
+    full_train = texts(path, split="train", holdout=0.1)
+    assert [eg.reference.text for eg in limited] == full_train[:4]
+
+
+def test_holdout_keeps_at_least_one_dev_row(tmp_path):
+    path = write_prefixed(tmp_path, 3)
+    assert len(texts(path, split="dev", holdout=0.1)) == 1
+    assert len(texts(path, split="train", holdout=0.1)) == 2
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"split": "test", "holdout": 0.1}, "split must be one of"),
+        ({"split": "all", "holdout": 0.1}, "needs split='train' or split='dev'"),
+        ({"split": "dev"}, "held-out fraction between 0 and 1"),
+        ({"split": "train", "holdout": 1.0}, "held-out fraction between 0 and 1"),
+    ],
+)
+def test_bad_split_options_raise(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        create_labelled_text_corpus(write_prefixed(tmp_path, 10), format="prefixed", **options)
+
+
+# --- the accuracy benchmark's bookkeeping ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def benchmark_modules():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import accuracy
+        import accuracy_baselines
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return accuracy, accuracy_baselines
+
+
+@pytest.mark.parametrize("n_rows, steps", [(100, 3), (100, 4), (100, 9), (64, 5)])
+def test_baseline_batches_are_spacys_batches(benchmark_modules, tmp_path, n_rows, steps):
+    """The HF baseline claims spaCy's batches: the same rows, in the same order."""
+    from spacy.training.loop import create_train_batches
+    from spacy.util import fix_random_seed
+
+    accuracy, baselines = benchmark_modules
+    path = tmp_path / "rows.tsv"
+    path.write_text("".join(f"text {i}\t{i % 2}\n" for i in range(n_rows)), encoding="utf8")
+    nlp = spacy.blank("en")
+    corpus = create_labelled_text_corpus(path, header=False)
+    batcher = registry.batchers.get("spacy.batch_by_sequence.v1")(size=accuracy.BATCH_SIZE, get_length=None)
+    fix_random_seed(0)
+    spacy_batches = create_train_batches(nlp, corpus, batcher, 0)
+    expected = [[int(eg.reference.text.split()[1]) for eg in batch] for _, batch in
+                (next(spacy_batches) for _ in range(steps))]
+    assert list(baselines.spacy_order_batches(n_rows, steps, 0)) == expected
+    assert accuracy.examples_in_steps(n_rows, steps) == sum(len(b) for b in expected)
