@@ -10,11 +10,12 @@ Variants, each producing one [CLS] vector per text:
   sorted by length, batches of 64 padded to their longest text, AutoModel forward
   under torch.inference_mode, [CLS] row out.
 - spacy_cls: `nlp.pipe(texts, batch_size=64)` with a `cls_classifier` (defaults).
-- spacy_cls_full_layer: the same, with the [CLS]-only last layer turned off.
 - spacy_cls_int8: the same with quantize_int8 = true.
 - spacy_trf: `nlp.pipe` with spacy-transformers' `transformer` component on the same
   checkpoint, its default spans (strided, window 128, stride 96).
-- spacy_trf_doc: the same reading each doc as one span (doc_spans.v1), as bare does.
+With --all-variants also:
+- spacy_cls_full_layer: spacy_cls with the [CLS]-only last layer turned off.
+- spacy_trf_doc: spacy_trf reading each doc as one span (doc_spans.v1), as bare does.
 
 Speeds are medians over interleaved repeats (A, B, C, A, B, C, ...) in one process;
 peak memory (max RSS) is measured for each variant in a fresh child process.
@@ -48,9 +49,11 @@ from _common import (  # noqa: E402
 BATCH_SIZE = 64
 MAX_LENGTH = 512
 TIMED_VARIANTS = ("bare", "spacy_cls", "spacy_cls_full_layer", "spacy_cls_int8", "spacy_trf", "spacy_trf_doc")
+DEFAULT_VARIANTS = ("bare", "spacy_cls", "spacy_cls_int8", "spacy_trf")
 TARGET_VS_TRF = {"en": 1.5, "zh": 1.3}
 TARGET_VS_BARE = 0.9
 TARGET_RSS = 1.2
+QUICK_LIMITS = {"en": 256, "zh": 160}
 
 
 def quiet() -> None:
@@ -178,7 +181,19 @@ def child_main(variant: str, lang: str, limit: Optional[int], threads: int) -> N
     texts = texts_for(lang, limit)
     run, _ = make_variant(variant, lang)
     run(texts)
-    print(json.dumps({"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"max_rss_mb": own_peak_rss_mb()}))
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM belongs to the process's own
+    address space; getrusage's ru_maxrss can carry the parent's peak over a
+    fork and exec, so it is the fallback only."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_rss_mb(variant: str, lang: str, limit: Optional[int], threads: int) -> float:
@@ -245,15 +260,30 @@ def int8_accuracy(trained: Optional[str], n_train: int) -> Dict[str, object]:
 # --- main ---------------------------------------------------------------------------------
 
 
+def parse_limits(value: str) -> Dict[str, int]:
+    if value.isdigit():
+        return {lang: int(value) for lang in LANGUAGES}
+    limits = {}
+    for item in value.split(","):
+        lang, _, number = item.partition("=")
+        if lang not in LANGUAGES or not number.isdigit():
+            raise argparse.ArgumentTypeError(f"'{value}': use N or en=N,zh=M")
+        limits[lang] = int(number)
+    return limits
+
+
 def texts_for(lang: str, limit: Optional[int]) -> List[str]:
     texts = [text for text, _ in read_dev(lang)]
     return texts[:limit] if limit else texts
 
 
 def bench_language(lang: str, args) -> Dict[str, object]:
-    limit = args.limit or (args.quick and (256 if lang == "en" else 160)) or None
+    limit = args.limit.get(lang) or (args.quick and QUICK_LIMITS[lang]) or None
     texts = texts_for(lang, limit)
-    variants = [v for v in TIMED_VARIANTS if v not in args.skip]
+    chosen = TIMED_VARIANTS if args.all_variants else DEFAULT_VARIANTS
+    variants = [v for v in chosen if v not in args.skip]
+    # Memory first, while this process holds no model.
+    peaks = {} if args.no_memory else {name: peak_rss_mb(name, lang, limit, args.threads) for name in variants}
     runs, holders = {}, {}
     for name in variants:
         run, holder = make_variant(name, lang)
@@ -270,10 +300,8 @@ def bench_language(lang: str, args) -> Dict[str, object]:
             "docs_per_s": len(texts) / median(seconds[name]),
             "padded_per_real_token": padding_ratio(name, holders[name]),
         }
-    del runs, holders
-    if not args.no_memory:
-        for name in variants:
-            rows[name]["max_rss_mb"] = peak_rss_mb(name, lang, limit, args.threads)
+        if name in peaks:
+            rows[name]["max_rss_mb"] = peaks[name]
     result["variants"] = rows
     return result
 
@@ -342,24 +370,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a subset of the texts, 2 repeats, a smaller int8 training set")
     parser.add_argument("--lang", choices=sorted(LANGUAGES), action="append", help="only these languages")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N dev texts")
+    parser.add_argument(
+        "--limit", type=parse_limits, default={},
+        help="only the first N dev texts: N for every language, or per language as en=N,zh=M",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per variant (default 3, quick 2)")
     parser.add_argument(
         "--threads", type=int, default=1,
         help="torch threads (default 1: stable timings on a shared machine; 0: torch's default)",
     )
+    parser.add_argument("--all-variants", action="store_true", help="add spacy_cls_full_layer and spacy_trf_doc")
     parser.add_argument("--skip", action="append", default=[], choices=TIMED_VARIANTS, help="leave a variant out")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant peak memory runs")
     parser.add_argument("--no-int8-accuracy", action="store_true", help="skip training the SST-2 classifier for int8 accuracy")
     parser.add_argument("--trained", default=None, help="a trained English spacy_cls pipeline folder for int8 accuracy")
     parser.add_argument("--n-train", type=int, default=None, help="SST-2 train sentences for the int8 classifier (default 2000, quick 500)")
+    parser.add_argument("--output", default="inference", help="results file name in benchmarks/results (no suffix)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()
     if args.child:
-        child_main(args.child, args.lang[0], args.limit, args.threads)
+        child_main(args.child, args.lang[0], args.limit.get(args.lang[0]), args.threads)
         return
     quiet()
     args.repeats = args.repeats or (2 if args.quick else 3)
@@ -378,7 +411,7 @@ def main() -> None:
         ]
     )
     path = write_results(
-        "inference",
+        args.output,
         "Inference benchmark (CPU)",
         body,
         {"threads": args.threads, "repeats": args.repeats, "results": results, "int8": int8, "verdicts": verdicts},

@@ -89,6 +89,10 @@ class PassCounter:
         self.calls += 1
 
 
+def spread(seconds: List[float], n_batches: int) -> str:
+    return f"{1000 * min(seconds) / n_batches:.0f}-{1000 * max(seconds) / n_batches:.0f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-texts", type=int, default=256)
@@ -160,10 +164,12 @@ def main() -> None:
     names = {"shared": "transformer + cls_classifier (listener, shared encoder)",
              "separate": "transformer + cls_classifier (own HFClsEncoder)"}
     table = markdown_table(
-        ["pipeline", f"predict ms / batch of {args.batch_size}", f"train ms / batch of {args.train_batch_size}",
+        ["pipeline", f"predict ms / batch of {args.batch_size}", "(min-max)",
+         f"train ms / batch of {args.train_batch_size}", "(min-max)",
          "encoder passes / predict batch", "encoder passes / train batch"],
         [
-            [names[v], f"{r['predict_ms_per_batch']:.0f}", f"{r['train_ms_per_batch']:.0f}",
+            [names[v], f"{r['predict_ms_per_batch']:.0f}", spread(r["predict_s_runs"], n_batches),
+             f"{r['train_ms_per_batch']:.0f}", spread(r["train_s_runs"], args.train_batches),
              f"{r['encoder_passes_per_predict_batch']:g}", f"{r['encoder_passes_per_train_batch']:g}"]
             for v, r in results.items()
         ],
@@ -178,14 +184,17 @@ def main() -> None:
         "The own-encoder `cls_classifier` is not a plain second forward pass: it sorts rows by "
         "length and computes the last layer at [CLS] only. The encoder pass counter counts "
         "calls of each encoder's embeddings layer; the own encoder may split a batch into "
-        "sub-batches, each a pass. Timings on a shared machine vary between runs; compare "
-        "the two rows of one run."
+        "sub-batches, each a pass. In training, the shared pipeline runs the transformer "
+        "forward and backward once; the other runs the transformer forward (its output "
+        "unused, nothing listens) and its own encoder forward and backward. Timings on a "
+        "machine shared with other jobs vary between runs (see min-max); compare the two "
+        "rows of one run."
     )
+    print(body)
     path = write_results("shared_encoder", "Shared encoder vs. two encoders", body, {
         "args": vars(args), "n_batches": n_batches, "results": results,
         "speedup_predict": speedup_predict, "speedup_train": speedup_train,
     }, notes)
-    print(body)
     print(f"\nWrote {path} and {path.with_suffix('.json')}")
 
 

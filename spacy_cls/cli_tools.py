@@ -103,21 +103,20 @@ def plot_confusion_command(
     """Confusion matrix (exclusive labels) or per-label TP/FP/FN counts (multi-label)."""
     _require_matplotlib()
     from .plots import (
-        confusion, find_textcat, label_counts, load_labelled_texts, plot_confusion,
+        confusion, find_textcat, is_multilabel, label_counts, load_labelled_texts, plot_confusion,
         plot_label_counts, predict_cats,
     )
-    from spacy.pipeline import MultiLabel_TextCategorizer
 
     nlp = _load(model, gpu_id)
     try:
-        name, pipe = find_textcat(nlp)
+        _, pipe = find_textcat(nlp)
         data_set = load_labelled_texts(data, nlp).subset(limit)
     except (OSError, ValueError) as e:
         _fail(str(e))
     predicted = predict_cats(nlp, data_set.texts, batch_size)
     title = f"{model} on {data.name}"
     labels = list(pipe.labels)
-    if isinstance(pipe, MultiLabel_TextCategorizer):
+    if is_multilabel(pipe):
         cut = threshold if threshold is not None else float(pipe.cfg.get("threshold", 0.5))
         counts = label_counts(labels, data_set.gold, predicted, cut)
         plot_label_counts(counts, output, title)

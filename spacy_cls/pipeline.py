@@ -92,7 +92,8 @@ class ClsClassifierMixin:
 
     @property
     def n_cut_docs(self) -> int:
-        """Docs cut to the encoder's maximum length in this process (long_text='truncate')."""
+        """Docs that lost text in this process: longer than the encoder's maximum length
+        (long_text='truncate'), or needing more than max_windows windows ('windows')."""
         return n_cut_docs(self.encoder)
 
     def predict(self, docs: Iterable[Doc]) -> Predictions:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -101,6 +102,10 @@ def find_textcat(nlp: Language) -> Tuple[str, TextCategorizer]:
         if isinstance(pipe, TextCategorizer):
             return name, pipe
     raise ValueError(f"The pipeline has no text classifier (its components: {', '.join(nlp.pipe_names) or 'none'}).")
+
+
+def is_multilabel(pipe: TextCategorizer) -> bool:
+    return isinstance(pipe, MultiLabel_TextCategorizer)
 
 
 def gold_label(cats: Dict[str, float]) -> str:
@@ -306,6 +311,7 @@ def plot_label_counts(result: LabelCounts, output: PathLike, title: str = "") ->
     ax.set_yticks(y, [f"{label}  (F1 {score:.2f})" for label, score in zip(result.labels, f1)])
     ax.invert_yaxis()
     ax.set_xlabel("docs")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(axis="x", alpha=0.3)
     subtitle = f"threshold {result.threshold:g}, micro F1 {result.micro_f1:.3f}"

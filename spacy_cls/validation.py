@@ -167,9 +167,9 @@ def check_finite_loss(loss: float, step: int, component: str) -> None:
         return
     raise NonFiniteLossError(
         f"{component}: the training loss is {loss} at update step {step} of this "
-        f"component; training stopped before the weights were changed. Lower the learning "
-        f"rate (e.g. [training.optimizer] learn_rate), add gradient clipping "
-        f"(grad_clip = 1.0), or, with mixed_precision = true, turn it off to check for an "
-        f"overflow. If the loss was already non-finite at step 1, the pipeline's weights "
-        f"hold NaN or inf: reload it or initialise again."
+        f"component; training stopped and this step changed no weights. Lower the learning "
+        f"rate ([training.optimizer] learn_rate), clip gradients ([training.optimizer] "
+        f"grad_clip = 1.0), or, with mixed_precision = true, turn it off to check for an "
+        f"overflow. A loss that is not finite at step 1 means the weights already hold NaN "
+        f"or inf: reload the pipeline or initialise it again."
     )

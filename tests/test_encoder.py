@@ -95,7 +95,7 @@ def test_windows_policy_averages_window_cls_rows(tiny_bert):
 
 def test_windows_policy_trains_on_long_docs(tiny_bert):
     nlp = spacy.blank("en")
-    nlp.add_pipe("cls_classifier", config={"model": {"name": tiny_bert, "long_text": "windows", "stride": 16}})
+    nlp.add_pipe("cls_classifier", config={"model": {"name": tiny_bert, "long_text": "windows", "stride": 16, "max_windows": None}})
     texts = [("good movie, great fun. " * 250, "POS"), ("bad movie, awful and boring. " * 200, "NEG")]
     assert all(len(t) > 5000 for t, _ in texts)
     examples = [

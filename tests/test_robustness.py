@@ -3,12 +3,12 @@ long documents under both long-text policies; nothing lost in saving, loading an
 multiprocessing; training stops on a non-finite loss and repeats under a fixed seed."""
 import time
 import warnings
-from pathlib import Path
 
 import numpy
 import pytest
 import spacy
 import torch
+from conftest import SHARED_DATA, chinese_model_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.tokenizer import Tokenizer
@@ -18,8 +18,6 @@ from thinc.api import Adam, fix_random_seed, use_ops
 import spacy_cls  # noqa: F401
 from spacy_cls.layers.windows import encode_texts
 from spacy_cls.validation import NonFiniteLossError
-
-from conftest import SHARED_DATA, chinese_model_path
 
 LABELS = ("POS", "NEG")
 HOSTILE_TEXTS = {
@@ -88,6 +86,26 @@ def test_hostile_texts_get_vectors_and_cats(hostile_nlp):
         assert_complete(doc_c)
         assert_complete(doc_p)
         numpy.testing.assert_allclose(doc_p._.cls_vector, doc_c._.cls_vector, atol=1e-5)
+
+
+def test_multilabel_chinese_pipeline_on_hostile_texts(tiny_bert):
+    nlp = make_nlp(tiny_bert, "zh", "cls_classifier_multilabel", long_text="windows", stride=16)
+    cats = [{"FOOD": 1.0, "SERVICE": 0.0}, {"FOOD": 1.0, "SERVICE": 1.0}, {"FOOD": 0.0, "SERVICE": 0.0}]
+    texts = ["好吃", "好吃，服务好", ""]
+    examples = [Example.from_dict(nlp.make_doc(t), {"cats": c}) for t, c in zip(texts, cats)]
+    nlp.initialize(lambda: examples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for doc in nlp.pipe(HOSTILE_TEXTS.values(), batch_size=5):
+            assert_complete(doc, labels=("FOOD", "SERVICE"), exclusive=False)
+
+
+def test_training_batches_with_empty_and_invisible_docs(tiny_bert):
+    nlp = initialized(tiny_bert)
+    examples = label_examples(nlp, [("", "POS"), ("\x00", "NEG"), (" \u200b ", "POS"), ("good", "POS")])
+    history = train_steps(nlp, examples, 3)
+    assert all(numpy.isfinite(history))
+    assert_complete(nlp(""))
 
 
 def test_invisible_text_reads_as_empty(hostile_nlp):
@@ -363,7 +381,7 @@ def test_nan_loss_stops_training_naming_the_step(tiny_bert):
     assert numpy.isfinite(head.get_param("W")).all()
 
 
-def test_nan_head_output_is_caught(tiny_bert, monkeypatch):
+def test_nan_head_output_is_caught(tiny_bert):
     nlp = initialized(tiny_bert)
     examples = label_examples(nlp, [("good", "POS"), ("bad", "NEG")])
     head = nlp.get_pipe("cls_classifier").model.get_ref("output_layer")

@@ -394,3 +394,25 @@ def test_mixed_precision_on_gpu_trains_and_predicts(tiny_bert, dtype):
         assert numpy.isfinite(losses["cls_classifier"])
     finally:
         require_cpu()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_cls_only_last_layer_on_the_real_checkpoints(lang):
+    from conftest import SHARED_DATA, chinese_model_path, english_model_path
+
+    path = english_model_path() if lang == "en" else chinese_model_path()
+    dev = SHARED_DATA / ("sst2" if lang == "en" else "chnsenticorp") / "dev.tsv"
+    if not dev.exists():
+        pytest.skip(f"{dev} is not there")
+    lines = dev.read_text(encoding="utf8").splitlines()[1:9]
+    texts = [line.split("\t")[0 if lang == "en" else 1] for line in lines]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, do_lower_case=True) if lang == "zh" else AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+    with torch.no_grad():
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state[:, 0]
+        fast = encode_rows(model, batch["input_ids"], batch["attention_mask"], cls_only=True, need_pooler=False)
+    numpy.testing.assert_allclose(fast.hidden[:, 0].numpy(), full.numpy(), atol=1e-4)

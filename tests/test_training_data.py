@@ -26,10 +26,10 @@ def build(model_name, factory="cls_classifier"):
     return nlp
 
 
-def initialize_with(data, factory="cls_classifier", **kwargs):
+def initialize_with(data, factory="cls_classifier"):
     nlp = build(MISSING_MODEL, factory)
     examples = make_examples(nlp, data)
-    nlp.initialize(lambda: examples, **kwargs)
+    nlp.initialize(lambda: examples)
 
 
 @pytest.mark.parametrize(

@@ -38,8 +38,9 @@ from .cls_forward import encode_rows, supports_cls_only
 from .pooling import check_pooling, pool, pooled_width, uses_tokens_beyond_cls
 from .windows import WindowBatch, check_policy, encode_texts, length_sorted_parts
 
-# Docs whose outputs a frozen encoder keeps (LRU); about cache_size * 3 KB for a
-# 384-wide encoder with pooling="cls", 6 KB for a 768-wide one.
+# Docs whose outputs a frozen encoder keeps (LRU): at most cache_size * 4 bytes *
+# hidden width (pooling="cls": 77 MB for a 384-wide encoder, 154 MB for 768) or
+# * (hidden + pooled width) for the other poolings.
 DEFAULT_CACHE_SIZE = 50_000
 # Most rows per forward pass (0: no cap; the length grouping decides).
 DEFAULT_SUB_BATCH_SIZE = 0

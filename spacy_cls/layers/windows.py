@@ -57,16 +57,17 @@ def _best_cuts(sorted_lengths: List[int], max_rows: int, pass_cost: int) -> List
     """Dynamic programme over the sorted lengths: best[j] is the least cost of the
     first j rows, a group (i, j] costing pass_cost + (j - i) * sorted_lengths[j - 1]."""
     n = len(sorted_lengths)
-    best = [0] + [0] * n
-    start = [0] * (n + 1)
+    best = numpy.zeros(n + 1, dtype=numpy.int64)
+    start = numpy.zeros(n + 1, dtype=numpy.int64)
+    positions = numpy.arange(n + 1, dtype=numpy.int64)
     for j in range(1, n + 1):
-        longest = sorted_lengths[j - 1]
-        best[j], start[j] = min(
-            (best[i] + pass_cost + (j - i) * longest, i) for i in range(max(0, j - max_rows), j)
-        )
+        first = max(0, j - max_rows)
+        costs = best[first:j] + pass_cost + (j - positions[first:j]) * sorted_lengths[j - 1]
+        k = int(numpy.argmin(costs))
+        best[j], start[j] = costs[k], first + k
     cuts = [n]
     while cuts[-1] > 0:
-        cuts.append(start[cuts[-1]])
+        cuts.append(int(start[cuts[-1]]))
     return cuts[::-1]
 
 
