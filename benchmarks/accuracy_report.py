@@ -136,13 +136,13 @@ def task_section(task: Task, runs: Sequence[Run]) -> List[str]:
     else:
         header = ["mode", "system", metric]
         header += ["micro-F1"] if task.multilabel else ["macro-F1"]
-        header += ["examples seen", "train min", "examples/s", "dev rows", "date"]
+        header += ["lr", "examples seen", "train min", "examples/s", "dev rows", "date"]
         rows = []
         for run in mine:
             other = run["scores"]["micro_f1" if task.multilabel else "macro_f1"]
             rows.append([
                 run["mode"], system_label(run), fmt(headline(run)), fmt(other),
-                f"{run['examples_seen']:,}", f"{run['train_seconds'] / 60:.1f}",
+                f"{run['learn_rate']:g}" if run["learn_rate"] else "–", f"{run['examples_seen']:,}", f"{run['train_seconds'] / 60:.1f}",
                 f"{run['examples_per_second']:.1f}", f"{run['dev_rows']:,}", run["date"][:10],
             ])
         lines += [markdown_table(header, rows), ""]
@@ -168,7 +168,9 @@ def markdown(runs: Sequence[Run], targets: Sequence[Dict]) -> str:
         f"same steps of {BATCH_SIZE} examples (learning rate warmed up over 10% of the steps, then "
         f"decayed linearly to 0), cuts texts at the same maximum length, and is scored on the same dev "
         f"rows by the same function. Frozen spacy_cls runs train the head only, at learning rate "
-        f"{FROZEN_LEARN_RATE:g}. Seed {SEED}, one run each.",
+        f"{FROZEN_LEARN_RATE:g}. Scores are those of the model after the last step (no checkpoint "
+        f"is picked on the dev set). TREC's dev rows are a fixed 10% held out from its training file. "
+        f"Seed {SEED}, one run each.",
         "",
         "## Commands",
         "",

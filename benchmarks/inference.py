@@ -22,7 +22,6 @@ peak memory (max RSS) is measured for each variant in a fresh child process.
 """
 import argparse
 import json
-import os
 import random
 import resource
 import subprocess

@@ -1,9 +1,10 @@
 """Registered architectures: composition only; the layers live in ``layers/``."""
+from functools import partial
 from typing import Callable, Dict, List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Dropout, Linear, Model, Softmax_v2, chain
+from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, normal_init
 from thinc.types import Floats2d
 
 from .layers.encoder import (
@@ -121,7 +122,14 @@ def build_classifier_on_encoder(
 ) -> Model[List[Doc], Floats2d]:
     """A linear head (softmax or sigmoid) on any encoder that yields `EncoderOutput`.
     The component reaches the parts as `model.get_ref("encoder")` and `get_ref("head")`."""
-    output_layer = Softmax_v2(nO) if exclusive_classes else chain(Linear(nO), sigmoid_logit_grad())
+    if exclusive_classes:
+        # Small random weights, as Hugging Face initialises its classifiers (std 0.02;
+        # thinc's normal_init names the standard deviation `mean`). Softmax_v2's default
+        # zero start sends no gradient into a fine-tuned encoder until Adam has grown the
+        # head, which at BERT learning rates (2e-5..5e-5) takes hundreds of steps.
+        output_layer = Softmax_v2(nO, init_W=partial(normal_init, mean=0.02))
+    else:
+        output_layer = chain(Linear(nO), sigmoid_logit_grad())  # Linear: Glorot start
     head = chain(Dropout(dropout), output_layer)
     return Model(
         "cls_classifier",

@@ -310,8 +310,8 @@ def test_en_ner_cats_config_with_minilm(tmp_path):
     from spacy.cli.train import train
 
     english_model_path()
-    overrides = {"corpora.train.limit": 32, "corpora.dev.limit": 16, "training.max_steps": 4,
-                 "training.eval_frequency": 4}
+    overrides = {"corpora.train.limit": 16, "corpora.dev.limit": 8, "training.max_steps": 2,
+                 "training.eval_frequency": 2}
     train(CONFIG, tmp_path / "out", overrides=overrides)
     nlp = spacy.load(tmp_path / "out" / "model-last")
     doc = nlp("Regulators in Poland approved the takeover of Altamira Bank.")

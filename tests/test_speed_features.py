@@ -206,6 +206,16 @@ def test_length_groups_cover_every_row_once():
     assert not any({0, 1} <= set(p.tolist()) for p in parts)
 
 
+def test_an_empty_batch_gives_empty_outputs(tiny_bert):
+    for freeze in (False, True):
+        nlp = initialized(tiny_bert, freeze=freeze)
+        encoder = encoder_of(nlp)
+        for is_train in (False, True):
+            output, backprop = encoder([], is_train)
+            assert output.cls.shape == (0, 32) and output.features.shape == (0, 32)
+            assert backprop(output.features) == []
+
+
 def test_padding_stats_count_real_and_padded_pieces(tiny_bert):
     nlp = initialized(tiny_bert)
     encoder = encoder_of(nlp)

@@ -183,6 +183,10 @@ def resolve_max_length(requested: Optional[int], tokenizer, config) -> int:
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[EncoderOutput, Callable]:
     texts = [doc.text for doc in docs]
+    if not texts:
+        hidden = model.shims[0]._model.config.hidden_size
+        empty = EncoderOutput(cls=model.ops.alloc2f(0, hidden), features=model.ops.alloc2f(0, model.get_dim("nO")))
+        return empty, lambda d_output: docs
     if is_train and not model.attrs["freeze"]:
         return _forward_fine_tuning(model, texts, docs)
     cls, features = _predict(model, texts)
@@ -250,9 +254,8 @@ def _predict(model: Model, texts: List[str]) -> Tuple[Floats2d, Floats2d]:
         cache.store(list(todo), cls_new, features_new)
         for i, key in enumerate(todo):
             found[key] = (cls_new[i], features_new[i])
-    width = model.get_dim("nO")
-    cls = numpy.stack([found[key][0] for key in keys]) if keys else numpy.zeros((0, width // 2 if width else 0), "f")
-    features = numpy.stack([found[key][1] for key in keys]) if keys else numpy.zeros((0, width), "f")
+    cls = numpy.stack([found[key][0] for key in keys])
+    features = numpy.stack([found[key][1] for key in keys])
     return ops.asarray2f(cls), ops.asarray2f(features)
 
 
