@@ -6,6 +6,7 @@ serialisation) with three changes: the model is a BERT-family encoder read at it
 loss is cross-entropy, whose gradient reaches the head's logits unscaled.
 """
 import os
+from contextlib import contextmanager
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
@@ -20,7 +21,7 @@ from thinc.types import Floats2d
 
 from .extensions import CLS_VECTOR, install_extensions
 from .hooks import install_vector_hooks
-from .layers.encoder import n_cut_docs
+from .layers.encoder import apply_configured_settings, configured_settings, n_cut_docs
 from .loaders import default_model_name
 from .spans import record_source, register_source
 from .validation import check_examples, check_finite_loss, check_initialize_data
@@ -95,6 +96,23 @@ class ClsClassifierMixin:
         """Docs that lost text in this process: longer than the encoder's maximum length
         (long_text='truncate'), or needing more than max_windows windows ('windows')."""
         return n_cut_docs(self.encoder)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
+        with self._config_wins():
+            return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path, *, exclude=tuple()):
+        with self._config_wins():
+            return super().from_disk(path, exclude=exclude)
+
+    @contextmanager
+    def _config_wins(self):
+        encoder = self.encoder if self.model.has_ref("encoder") else None
+        own_encoder = encoder is not None and encoder.name == "hf_cls_encoder"
+        configured = configured_settings(encoder) if own_encoder else None
+        yield
+        if own_encoder:
+            apply_configured_settings(encoder, configured)
 
     def predict(self, docs: Iterable[Doc]) -> Predictions:
         docs = list(docs)

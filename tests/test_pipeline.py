@@ -159,3 +159,30 @@ def test_default_model_by_language():
 def test_unknown_pooling_is_rejected(tiny_bert):
     with pytest.raises(ValueError, match="Unknown pooling 'avg'"):
         build("en", "cls_classifier", tiny_bert, pooling="avg")
+
+
+def test_loaded_config_wins_for_runtime_settings(tiny_bert, tmp_path):
+    """A saved pipeline runs with the settings of the config it is loaded with
+    (long_text, stride, max_length, ...), not those saved beside the weights."""
+    nlp = build("en", "cls_classifier", tiny_bert, max_length=32)
+    train(nlp, make_examples(nlp, EXCLUSIVE["en"]), steps=2)
+    nlp.to_disk(tmp_path)
+    text = " ".join(["word"] * 100)
+    truncated = spacy.load(tmp_path)(text)
+    changed = {"long_text": "windows", "stride": 16, "max_windows": 4, "max_length": 24, "cache_size": 7}
+    nlp2 = spacy.load(tmp_path, config={"components": {"cls_classifier": {"model": changed}}})
+    encoder = nlp2.get_pipe("cls_classifier").encoder
+    assert {key: encoder.attrs[key] for key in changed} == changed
+    windowed = nlp2(text)
+    assert not numpy.allclose(windowed._.cls_vector, truncated._.cls_vector)
+    # A limit past the encoder's position embeddings (64) is capped, as at initialize.
+    nlp3 = spacy.load(tmp_path, config={"components": {"cls_classifier": {"model": {"max_length": 1000}}}})
+    assert nlp3.get_pipe("cls_classifier").encoder.attrs["max_length"] == 64
+
+
+def test_loading_with_another_pooling_is_refused(tiny_bert, tmp_path):
+    nlp = build("en", "cls_classifier", tiny_bert)
+    train(nlp, make_examples(nlp, EXCLUSIVE["en"]), steps=1)
+    nlp.to_disk(tmp_path)
+    with pytest.raises(ValueError, match="trained with pooling='cls'.*now says pooling='mean'"):
+        spacy.load(tmp_path, config={"components": {"cls_classifier": {"model": {"pooling": "mean"}}}})

@@ -157,6 +157,36 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     model.set_dim("nO", pooled_width(config.hidden_size, model.attrs["pooling"]), force=True)
 
 
+# Settings that change how a trained encoder runs, not what it learnt: on load, the
+# pipeline's config.cfg (and spacy.load overrides) win over the values saved with the
+# weights, which thinc's deserialisation would otherwise restore.
+RUNTIME_SETTINGS = ("freeze", "long_text", "stride", "max_windows", "cache_size", "sub_batch_size", "quantize_int8")
+
+
+def configured_settings(model: Model) -> Dict[str, object]:
+    """The settings this layer was built with, before weights are loaded into it."""
+    return {key: model.attrs[key] for key in (*RUNTIME_SETTINGS, "pooling", "max_length")}
+
+
+def apply_configured_settings(model: Model, configured: Dict[str, object]) -> None:
+    """After loading: keep the configured runtime settings; refuse a changed pooling,
+    which the trained head depends on."""
+    if configured["pooling"] != model.attrs["pooling"]:
+        raise ValueError(
+            f"This pipeline was trained with pooling='{model.attrs['pooling']}', and its "
+            f"config now says pooling='{configured['pooling']}'. The head's weights only fit "
+            f"the pooling they were trained on: set pooling back to "
+            f"'{model.attrs['pooling']}', or train again with the new pooling."
+        )
+    for key in RUNTIME_SETTINGS:
+        model.attrs[key] = configured[key]
+    if configured["max_length"] is not None:
+        hf = get_hf(model)
+        model.attrs["max_length"] = resolve_max_length(configured["max_length"], hf.tokenizer, hf.transformer.config)
+    check_speed_settings(model.attrs["mixed_precision_dtype"], model.attrs["cache_size"], model.attrs["sub_batch_size"])
+    check_policy(model.attrs["long_text"], model.attrs["max_length"], model.attrs["stride"], model.attrs["max_windows"])
+
+
 def _check_pooler(model: Model) -> None:
     if model.attrs["pooling"] != "pooler" or model.attrs["has_pooler_weights"]:
         return
