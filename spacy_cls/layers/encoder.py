@@ -36,6 +36,7 @@ from ..loaders import load_encoder
 from .cache import EncoderCache, text_key
 from .cls_forward import encode_rows, supports_cls_only
 from .pooling import check_pooling, pool, pooled_width, uses_tokens_beyond_cls
+from .shim import StrictHFShim
 from .windows import WindowBatch, check_policy, encode_texts, length_sorted_parts
 
 # Docs whose outputs a frozen encoder keeps (LRU): at most cache_size * 4 bytes *
@@ -88,7 +89,7 @@ def HFClsEncoder(
     if mixed_precision_dtype == "bfloat16":
         # bfloat16 has float32's range: no loss scaling unless asked for.
         grad_scaler_config.setdefault("enabled", False)
-    shim = HFShim(
+    shim = StrictHFShim(
         HFObjects(None, None, None, tokenizer_config, transformer_config),
         mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config,
