@@ -189,11 +189,54 @@ def markdown(runs: Sequence[Run], targets: Sequence[Dict]) -> str:
               markdown_table(["target", "status", "full runs", "quick runs (not judged)"],
                              [[t["target"], t["status"], _pair_text(t["full"]), _pair_text(t["quick"])]
                               for t in targets]), "",
-              "## Results", ""]
+              "## Which pooling?", ""]
+    table = pooling_table(runs)
+    lines += [table, ""] if table else ["No full-budget pooling runs yet.", ""]
+    lines += ["## Results", ""]
     for task in TASKS.values():
         lines += task_section(task, runs)
     lines += ["Chart: `benchmarks/results/accuracy.png` (hatched bars: quick mode).", ""]
     return "\n".join(lines)
+
+
+def pooling_table(runs: Sequence[Run], mode: str = "full") -> Optional[str]:
+    """Poolings down, (task, fine-tuned | frozen) across, with the baseline of each
+    column as its last row: the answer to "which pooling?" in one table."""
+    columns = [(task, frozen) for task in TASKS.values() for frozen in (False, True)
+               if any(r["task"] == task.key and r["mode"] == mode and r["system"] == "spacy_cls"
+                      and r["pooling"] != "cls" and r["frozen"] == frozen for r in runs)]
+    if not columns:
+        return None
+    header = ["pooling"] + [f"{task.title} {'frozen' if frozen else 'fine-tuned'}" for task, frozen in columns]
+    rows = []
+    for pooling in POOLINGS:
+        row = [f"`{pooling}`"]
+        for task, frozen in columns:
+            run = find(runs, task.key, mode, f"{pooling}-{'frozen' if frozen else 'finetuned'}")
+            row.append(fmt(headline(run)) if run else "–")
+        rows.append(row)
+    baseline = ["baseline (fine-tuned: HF; frozen: [CLS] + LR)"]
+    for task, frozen in columns:
+        run = find(runs, task.key, mode, "lr-frozen" if frozen else "hf-finetuned")
+        baseline.append(fmt(headline(run)) if run else "–")
+    rows.append(baseline)
+    noise = []
+    for task in {task.key: task for task, _ in columns}.values():
+        run = next((r for r in runs if r["task"] == task.key and r["mode"] == mode), None)
+        if run and not task.multilabel:
+            se = accuracy_standard_error(headline(run), run["dev_rows"])
+            noise.append(f"{task.title} {run['dev_rows']:,} dev rows: {se:.1f} points")
+    text = markdown_table(header, rows)
+    if noise:
+        text += ("\n\nOne run each (seed 0). Standard error of one accuracy from the dev set's size "
+                 "alone (seed-to-seed variation comes on top): " + "; ".join(noise) + ". "
+                 "Differences under about two of these are not a ranking.")
+    return text
+
+
+def accuracy_standard_error(accuracy_percent: float, n: int) -> float:
+    p = accuracy_percent / 100.0
+    return 100.0 * (p * (1.0 - p) / max(n, 1)) ** 0.5
 
 
 def _machine_text(info: Dict) -> str:

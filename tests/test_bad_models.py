@@ -32,7 +32,7 @@ def initialize_pipeline(name: str, **model_cfg) -> spacy.language.Language:
     return nlp
 
 
-def fails_fast(name: str, match: str, seconds: float = 10, error_type=ModelLoadError, **model_cfg) -> str:
+def fails_fast(name: str, match: str, seconds: float = 30, error_type=ModelLoadError, **model_cfg) -> str:
     start = time.monotonic()
     with pytest.raises(error_type, match=match) as error:
         initialize_pipeline(name, **model_cfg)

@@ -254,3 +254,30 @@ def test_baseline_batches_are_spacys_batches(benchmark_modules, tmp_path, n_rows
                 (next(spacy_batches) for _ in range(steps))]
     assert list(baselines.spacy_order_batches(n_rows, steps, 0)) == expected
     assert accuracy.examples_in_steps(n_rows, steps) == sum(len(b) for b in expected)
+
+
+def test_pooling_table_puts_each_variant_in_its_cell(benchmark_modules):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import accuracy_report
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def run(variant, value, system="spacy_cls"):
+        pooling, _, state = variant.partition("-")
+        return {"task": "sst2", "mode": "full", "variant": variant, "system": system, "pooling": pooling,
+                "frozen": state == "frozen", "headline": "accuracy", "scores": {"accuracy": value},
+                "dev_rows": 872}
+
+    runs = [run("cls-finetuned", 88.0), run("mean-finetuned", 89.5), run("mean-frozen", 80.25),
+            run("hf-finetuned", 87.0, "hf"), run("lr-frozen", 81.0, "logreg")]
+    table = accuracy_report.pooling_table(runs)
+    lines = table.splitlines()
+    assert lines[0] == "| pooling | SST-2 fine-tuned | SST-2 frozen |"
+    assert "| `cls` | 88.0 | – |" in lines
+    assert "| `mean` | 89.5 | 80.2 |" in lines
+    assert "| baseline (fine-tuned: HF; frozen: [CLS] + LR) | 87.0 | 81.0 |" in lines
+    assert "872 dev rows: 1.1 points" in table
+    assert accuracy_report.pooling_table(runs, mode="quick") is None
