@@ -281,3 +281,21 @@ def test_pooling_table_puts_each_variant_in_its_cell(benchmark_modules):
     assert "| baseline (fine-tuned: HF; frozen: [CLS] + LR) | 87.0 | 81.0 |" in lines
     assert "872 dev rows: 1.1 points" in table
     assert accuracy_report.pooling_table(runs, mode="quick") is None
+
+
+def test_frozen_runs_train_the_budgets_rows_for_several_epochs(benchmark_modules):
+    accuracy, _ = benchmark_modules
+    budget = accuracy.Budget(steps=500, max_length=64)
+    steps, rows = accuracy.frozen_schedule(budget, n_available=67349)
+    assert rows == 16_000 and steps == accuracy.FROZEN_EPOCHS * 500
+    # fewer rows than the budget's examples: all rows, a short last batch per epoch
+    steps, rows = accuracy.frozen_schedule(budget, n_available=1000)
+    assert rows == 1000 and steps == accuracy.FROZEN_EPOCHS * 32
+    assert accuracy.examples_in_steps(rows, steps) == accuracy.FROZEN_EPOCHS * 1000
+    overrides = accuracy.config_overrides(accuracy.TASKS["sst2"], budget, frozen=True, steps=5000,
+                                          train_limit=16000)
+    assert overrides["corpora.train.limit"] == 16000
+    assert overrides["training.max_steps"] == 4999
+    assert overrides["training.optimizer.learn_rate.total_steps"] == 5000
+    assert overrides["training.optimizer.learn_rate.warmup_steps"] == 500
+    assert overrides["training.optimizer.learn_rate.initial_rate"] == accuracy.FROZEN_LEARN_RATE
