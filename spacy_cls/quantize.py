@@ -51,6 +51,9 @@ def quantize_pipeline(nlp: Language, enable: bool = True) -> List[str]:
     changed = []
     for name, encoder in _encoders(nlp):
         encoder.attrs[QUANTIZE_FLAG] = enable
+        # A loaded pipeline runs with its config's settings, so the config that
+        # nlp.to_disk writes must say so too (get_pipe_config returns the stored config).
+        _set_in_config(nlp.get_pipe_config(name).get("model", {}), enable)
         changed.append(name)
     if not changed:
         raise ValueError(
@@ -68,3 +71,11 @@ def _encoders(nlp: Language):
         encoder = model.get_ref("encoder")
         if QUANTIZE_FLAG in encoder.attrs:
             yield name, encoder
+
+
+def _set_in_config(section: dict, enable: bool) -> None:
+    if QUANTIZE_FLAG in section:
+        section[QUANTIZE_FLAG] = enable
+    for value in section.values():
+        if isinstance(value, dict):
+            _set_in_config(value, enable)

@@ -292,6 +292,8 @@ def test_frozen_runs_train_the_budgets_rows_for_several_epochs(benchmark_modules
     steps, rows = accuracy.frozen_schedule(budget, n_available=1000)
     assert rows == 1000 and steps == accuracy.FROZEN_EPOCHS * 32
     assert accuracy.examples_in_steps(rows, steps) == accuracy.FROZEN_EPOCHS * 1000
+    if not (accuracy.SHARED_DATA / "sst2").is_dir():
+        pytest.skip("the SST-2 files are not in the data folder")
     overrides = accuracy.config_overrides(accuracy.TASKS["sst2"], budget, frozen=True, steps=5000,
                                           train_limit=16000)
     assert overrides["corpora.train.limit"] == 16000
