@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from _common import ROOT, markdown_table
-from accuracy import BATCH_SIZE, FROZEN_LEARN_RATE, POOLINGS, RESULTS, RUNS, SEED, TASKS, Task
+from accuracy import BATCH_SIZE, FROZEN_EPOCHS, FROZEN_LEARN_RATE, POOLINGS, RESULTS, RUNS, SEED, TASKS, Task
 
 Run = Dict
 MODES = ("full", "quick")
@@ -54,10 +54,11 @@ class Target:
 
 
 TARGETS = (
-    Target("sst2", "SST-2 accuracy >= 90.0 and >= HF fine-tuning",
-           lambda ours, hf: ours >= 90.0 and ours >= hf, baseline="hf-finetuned"),
-    Target("chnsenticorp", "ChnSentiCorp accuracy >= 93.0 and >= HF fine-tuning",
-           lambda ours, hf: ours >= 93.0 and ours >= hf, baseline="hf-finetuned"),
+    Target("sst2", "SST-2 fine-tuned cls >= HF fine-tuning", lambda ours, hf: ours >= hf, baseline="hf-finetuned"),
+    Target("sst2", "SST-2 fine-tuned cls >= 90.0", lambda ours, _: ours >= 90.0),
+    Target("chnsenticorp", "ChnSentiCorp fine-tuned cls >= HF fine-tuning", lambda ours, hf: ours >= hf,
+           baseline="hf-finetuned"),
+    Target("chnsenticorp", "ChnSentiCorp fine-tuned cls >= 93.0", lambda ours, _: ours >= 93.0),
     Target("sst2", "SST-2 frozen cls + head >= frozen [CLS] + LR",
            lambda ours, lr: ours >= lr, ours="cls-frozen", baseline="lr-frozen"),
     Target("chnsenticorp", "ChnSentiCorp frozen cls + head >= frozen [CLS] + LR",
@@ -168,7 +169,9 @@ def markdown(runs: Sequence[Run], targets: Sequence[Dict]) -> str:
         f"same steps of {BATCH_SIZE} examples (learning rate warmed up over 10% of the steps, then "
         f"decayed linearly to 0), cuts texts at the same maximum length, and is scored on the same dev "
         f"rows by the same function. Frozen spacy_cls runs train the head only, at learning rate "
-        f"{FROZEN_LEARN_RATE:g}. Scores are those of the model after the last step (no checkpoint "
+        f"{FROZEN_LEARN_RATE:g}, for {FROZEN_EPOCHS} epochs over as many distinct training rows as the "
+        f"budget has examples (the encoder's outputs are computed once and cached), as the LR baseline "
+        f"is fitted to convergence on that many rows. Scores are those of the model after the last step (no checkpoint "
         f"is picked on the dev set). TREC's dev rows are a fixed 10% held out from its training file. "
         f"Seed {SEED}, one run each.",
         "",
