@@ -84,7 +84,11 @@ class Budget:
 
     @property
     def warmup_steps(self) -> int:
-        return max(1, round(self.steps * WARMUP_FRACTION))
+        return warmup_steps(self.steps)
+
+
+def warmup_steps(steps: int) -> int:
+    return max(1, round(steps * WARMUP_FRACTION))
 
 
 @dataclass(frozen=True)
@@ -229,7 +233,6 @@ def config_overrides(task: Task, budget: Budget, *, pooling: str = "cls", frozen
     a schedule other than the budget's, see frozen_schedule)."""
     steps = budget.steps if steps is None else steps
     train_limit = budget.train_limit if train_limit is None else train_limit
-    warmup_steps = max(1, round(steps * WARMUP_FRACTION))
     model = f"components.{task.component}.model"
     overrides: Dict[str, object] = {f"paths.{name}": path for name, path in data_paths(task).items()}
     overrides.update({
@@ -246,7 +249,7 @@ def config_overrides(task: Task, budget: Budget, *, pooling: str = "cls", frozen
         "training.max_steps": steps - 1,
         "training.eval_frequency": steps,
         "training.optimizer.learn_rate.total_steps": steps,
-        "training.optimizer.learn_rate.warmup_steps": warmup_steps,
+        "training.optimizer.learn_rate.warmup_steps": warmup_steps(steps),
         "training.optimizer.learn_rate.initial_rate": FROZEN_LEARN_RATE if frozen else task.learn_rate,
     })
     return overrides
