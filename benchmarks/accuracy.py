@@ -3,7 +3,7 @@ frozen, and how do spacy_cls's pipelines compare with plain Hugging Face fine-tu
 and with logistic regression on frozen [CLS] vectors?
 
     python benchmarks/accuracy.py --task sst2 [--pooling cls mean] [--frozen | --fine-tuned]
-                                  [--quick] [--baselines] [--only-baselines]
+                                  [--quick | --budget-scale K] [--baselines] [--only-baselines]
 
 Our runs train the task's config in `configs/` through spaCy's own training loop
 (`spacy.training.initialize.init_nlp` + `spacy.training.loop.train`, what `spacy train`
@@ -16,6 +16,10 @@ Runs are resumable: each (task, mode, variant) result is a JSON file in
 benchmarks/results/accuracy_runs/, an existing result is skipped, and a run in progress
 appends its progress to a .log file beside it. After the runs, the report
 (accuracy.md, accuracy.json, accuracy.png) is rebuilt from every result there.
+
+`--budget-scale K` reruns a system with K times the full budget's steps (mode `full-xK`):
+the report puts those runs in a table of their own, beside the full-budget run of the
+same system, to show how much of a missed target the budget explains.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import os
 import sys
 import time
 from importlib.metadata import version
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -126,8 +130,19 @@ class Task:
     def headline(self) -> str:
         return "macro_f1" if self.multilabel else "accuracy"
 
-    def budget(self, quick: bool) -> Budget:
-        return self.quick if quick else self.full
+    def budget(self, quick: bool, scale: int = 1) -> Budget:
+        """The quick budget, or the full one with `scale` times its steps."""
+        if quick:
+            return self.quick
+        return replace(self.full, steps=self.full.steps * scale)
+
+
+def mode_name(quick: bool, scale: int = 1) -> str:
+    """'quick', 'full', or 'full-x3' for a run with three times the full budget's steps:
+    the larger-budget runs are an experiment kept beside the main table, not in it."""
+    if quick:
+        return "quick"
+    return "full" if scale == 1 else f"full-x{scale}"
 
 
 ALL_VARIANTS = tuple((pooling, frozen) for frozen in (False, True) for pooling in POOLINGS)
@@ -415,8 +430,8 @@ def _spacy_scores(nlp, component, docs, dev: LabelledData) -> Dict[str, float]:
 # Run bookkeeping
 
 
-def run_key(task: Task, quick: bool, variant: str) -> str:
-    return f"{task.key}-{'quick' if quick else 'full'}-{variant}"
+def run_key(task: Task, mode: str, variant: str) -> str:
+    return f"{task.key}-{mode}-{variant}"
 
 
 def variant_name(pooling: str, frozen: bool) -> str:
@@ -438,10 +453,11 @@ def command_line() -> str:
     return " ".join(["python", script.as_posix(), *sys.argv[1:]])
 
 
-def run_once(task: Task, quick: bool, variant: str, work: Callable[[Path], Dict]) -> Optional[Path]:
+def run_once(task: Task, mode: str, budget: Budget, variant: str,
+             work: Callable[[Path], Dict]) -> Optional[Path]:
     """Run `work` unless its result exists; write the result JSON atomically."""
     RUNS.mkdir(parents=True, exist_ok=True)
-    key = run_key(task, quick, variant)
+    key = run_key(task, mode, variant)
     out = RUNS / f"{key}.json"
     if out.exists():
         print(f"[skip] {key}: {shown(out)} exists (delete it to run again)")
@@ -450,7 +466,7 @@ def run_once(task: Task, quick: bool, variant: str, work: Callable[[Path], Dict]
         if not mine:
             print(f"[busy] {key}: another benchmark process is running it")
             return None
-        return _run_claimed(task, quick, variant, work, key, out)
+        return _run_claimed(task, mode, budget, variant, work, key, out)
 
 
 @contextlib.contextmanager
@@ -487,13 +503,12 @@ def _alive(lock: Path) -> bool:
     return True
 
 
-def _run_claimed(task: Task, quick: bool, variant: str, work: Callable[[Path], Dict], key: str,
-                 out: Path) -> Path:
+def _run_claimed(task: Task, mode: str, budget: Budget, variant: str, work: Callable[[Path], Dict],
+                 key: str, out: Path) -> Path:
     log_path = RUNS / f"{key}.log"
     log_path.write_text("", encoding="utf8")
     log(log_path, f"start {key}: {command_line()}")
     print(f"[run] {key} (progress: {shown(log_path)})", flush=True)
-    budget = task.budget(quick)
     wall0 = time.perf_counter()
     found = work(log_path)
     total = time.perf_counter() - wall0
@@ -501,7 +516,7 @@ def _run_claimed(task: Task, quick: bool, variant: str, work: Callable[[Path], D
         "key": key,
         "task": task.key,
         "title": task.title,
-        "mode": "quick" if quick else "full",
+        "mode": mode,
         "variant": variant,
         "checkpoint": task.model_name,
         "config": task.config,
@@ -545,6 +560,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     group.add_argument("--frozen", action="store_true", help="only the frozen-encoder runs")
     group.add_argument("--fine-tuned", action="store_true", help="only the fine-tuned runs")
     parser.add_argument("--quick", action="store_true", help="the task's small fixed subset and budget")
+    parser.add_argument("--budget-scale", type=int, default=1, metavar="K",
+                        help="K times the full budget's steps (same rows, length and schedule shape); "
+                             "these runs are saved as mode 'full-xK' and reported apart, as the "
+                             "experiment behind a missed target")
     parser.add_argument("--baselines", action="store_true",
                         help="also run the Hugging Face fine-tuning and frozen [CLS] + LR baselines")
     parser.add_argument("--only-baselines", action="store_true", help="run the baselines only")
@@ -553,9 +572,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="torch threads (default 2; two queues side by side on 2 cores: 1 each)")
     args = parser.parse_args(argv)
 
+    if args.budget_scale < 1 or (args.quick and args.budget_scale != 1):
+        parser.error("--budget-scale takes a whole number >= 1 and applies to the full budget only")
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
-    budget = task.budget(args.quick)
+    budget = task.budget(args.quick, args.budget_scale)
+    mode = mode_name(args.quick, args.budget_scale)
     jobs: List[Tuple[str, Callable[[Path], Dict]]] = []
     if not args.only_baselines:
         for pooling, frozen in selected_variants(task, args.pooling, args.frozen, args.fine_tuned):
@@ -567,7 +589,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         jobs.append(("hf-finetuned", lambda path: baselines.run_hf(task, budget, path)))
         jobs.append(("lr-frozen", lambda path: baselines.run_logreg(task, budget, path)))
     for variant, work in jobs:
-        run_once(task, args.quick, variant, work)
+        run_once(task, mode, budget, variant, work)
     if not args.no_report:
         import accuracy_report
 

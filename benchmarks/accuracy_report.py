@@ -4,7 +4,9 @@ accuracy.json and accuracy.png (the runs themselves: benchmarks/results/accuracy
     python benchmarks/accuracy_report.py
 
 Targets are judged on full-budget runs only: a quick run is a smoke test on a small
-subset, so a target with only quick rows reads "not run yet".
+subset, so a target with only quick rows reads "not run yet". Runs with a multiple of
+the full budget (`--budget-scale K`, mode `full-xK`) are not judged either: they get a
+table of their own, beside the full-budget run of the same system.
 """
 from __future__ import annotations
 
@@ -129,7 +131,7 @@ def budget_rows(runs: Sequence[Run]) -> List[List[str]]:
 
 
 def task_section(task: Task, runs: Sequence[Run]) -> List[str]:
-    mine = sorted((r for r in runs if r["task"] == task.key), key=lambda r: (MODES.index(r["mode"]), variant_order(r["variant"])))
+    mine = sorted((r for r in runs if r["task"] == task.key and r["mode"] in MODES), key=lambda r: (MODES.index(r["mode"]), variant_order(r["variant"])))
     metric = "macro-F1" if task.multilabel else "accuracy (%)"
     lines = [f"### {task.title}", ""]
     if not mine:
@@ -195,6 +197,13 @@ def markdown(runs: Sequence[Run], targets: Sequence[Dict]) -> str:
               "## Which pooling?", ""]
     table = pooling_table(runs)
     lines += [table, ""] if table else ["No full-budget pooling runs yet.", ""]
+    table = budget_table(runs)
+    if table:
+        lines += ["## Larger budgets", "",
+                  "The same system, data, maximum length and schedule shape (warm-up over 10% of the "
+                  "steps, then linear decay to 0) with a multiple of the task's full budget "
+                  "(`--budget-scale K`). Not judged against the targets; they show how much of a gap "
+                  "the budget explains.", "", table, ""]
     lines += ["## Results", ""]
     for task in TASKS.values():
         lines += task_section(task, runs)
@@ -235,6 +244,34 @@ def pooling_table(runs: Sequence[Run], mode: str = "full") -> Optional[str]:
                  "alone (seed-to-seed variation comes on top): " + "; ".join(noise) + ". "
                  "Differences under about two of these are not a ranking.")
     return text
+
+
+def is_scaled(mode: str) -> bool:
+    return mode.startswith("full-x")
+
+
+def budget_table(runs: Sequence[Run]) -> Optional[str]:
+    """Every system that has a larger-budget run, at each budget it was run with."""
+    rows = []
+    for task in TASKS.values():
+        variants = {r["variant"] for r in runs if r["task"] == task.key and is_scaled(r["mode"])}
+        for variant in sorted(variants, key=variant_order):
+            series = sorted((r for r in runs if r["task"] == task.key and r["variant"] == variant
+                             and (r["mode"] == "full" or is_scaled(r["mode"]))),
+                            key=lambda r: r["budget"]["steps"])
+            for run in series:
+                other = "micro_f1" if task.multilabel else "macro_f1"
+                rows.append([
+                    task.title, system_label(run), run["mode"], f"{run['budget']['steps']:,}",
+                    f"{run['examples_seen']:,}", f"{run['examples_seen'] / run['train_rows']:.2f}",
+                    f"{fmt(headline(run))} ({run['headline'].replace('_', '-')})",
+                    f"{fmt(run['scores'][other])} ({other.replace('_', '-')})",
+                    f"{run['train_seconds'] / 60:.1f}", run["date"][:10],
+                ])
+    if not rows:
+        return None
+    return markdown_table(["task", "system", "mode", "steps", "examples seen", "epochs", "score",
+                           "other", "train min", "date"], rows)
 
 
 def accuracy_standard_error(accuracy_percent: float, n: int) -> float:

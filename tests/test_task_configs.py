@@ -283,6 +283,42 @@ def test_pooling_table_puts_each_variant_in_its_cell(benchmark_modules):
     assert accuracy_report.pooling_table(runs, mode="quick") is None
 
 
+def test_larger_budget_runs_are_kept_apart_and_shown_beside_the_full_run(benchmark_modules):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import accuracy_report
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    accuracy, _ = benchmark_modules
+    trec = accuracy.TASKS["trec"]
+    scaled = trec.budget(quick=False, scale=4)
+    assert scaled.steps == 4 * trec.full.steps and scaled.max_length == trec.full.max_length
+    assert scaled.warmup_steps == accuracy.warmup_steps(4 * trec.full.steps)
+    assert trec.budget(quick=True, scale=4) == trec.quick
+    assert [accuracy.mode_name(False), accuracy.mode_name(False, 4), accuracy.mode_name(True)] == \
+        ["full", "full-x4", "quick"]
+    assert accuracy.run_key(trec, "full-x4", "cls-finetuned") == "trec-full-x4-cls-finetuned"
+
+    def run(mode, steps, value):
+        return {"task": "trec", "mode": mode, "variant": "cls-finetuned", "system": "spacy_cls",
+                "pooling": "cls", "frozen": False, "headline": "accuracy", "budget": {"steps": steps},
+                "scores": {"accuracy": value, "macro_f1": value / 100}, "examples_seen": steps * 32,
+                "train_rows": 4000, "train_seconds": steps * 1.5, "dev_rows": 500, "learn_rate": 5e-5,
+                "examples_per_second": 20.0, "date": "2026-11-23 12:00:00 UTC"}
+
+    runs = [run("full-x4", 1000, 94.5), run("full", 250, 92.25)]
+    lines = accuracy_report.budget_table(runs).splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| TREC-6 | spacy_cls, cls, fine-tuned | full | 250 | 8,000 | 2.00 | 92.2 (accuracy)")
+    assert lines[3].startswith("| TREC-6 | spacy_cls, cls, fine-tuned | full-x4 | 1,000 | 32,000 | 8.00 | 94.5 (accuracy)")
+    section = "\n".join(accuracy_report.task_section(trec, runs))
+    assert "| full |" in section and "full-x4" not in section
+    assert accuracy_report.judge(accuracy_report.TARGETS[-1], runs)["full"] == (92.25, None)
+    assert accuracy_report.budget_table(runs[1:]) is None
+
+
 def test_frozen_runs_train_the_budgets_rows_for_several_epochs(benchmark_modules):
     accuracy, _ = benchmark_modules
     budget = accuracy.Budget(steps=500, max_length=64)
