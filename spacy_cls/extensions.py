@@ -14,6 +14,17 @@ def install_extensions() -> None:
         Doc.set_extension(CLS_ATTENTION, default=None)
     if not Span.has_extension(CLS_VECTOR):
         # Per span: the [CLS] row of the span's text, cached in the doc (spacy_cls.spans).
-        from .spans import get_span_vector, set_span_vector
+        Span.set_extension(CLS_VECTOR, getter=_get_span_vector, setter=_set_span_vector)
 
-        Span.set_extension(CLS_VECTOR, getter=get_span_vector, setter=set_span_vector)
+
+# spacy_cls.spans imports spacy-transformers: load it when a span vector is first used.
+def _get_span_vector(span: Span):
+    from .spans import get_span_vector
+
+    return get_span_vector(span)
+
+
+def _set_span_vector(span: Span, value) -> None:
+    from .spans import set_span_vector
+
+    set_span_vector(span, value)

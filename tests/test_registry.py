@@ -47,3 +47,23 @@ def test_config_validates(config, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     debug_config(config, overrides={})  # `spacy debug config`, in process; exits non-zero on errors
     assert "Config is valid" in capsys.readouterr().out
+
+
+def test_the_command_line_starts_without_the_encoder_libraries():
+    """`python -m spacy_cls convert` needs spaCy only: transformers and spacy-transformers
+    (several seconds to import) load with the components, not with the package."""
+    code = ("import sys, spacy_cls.__main__; "
+            "print(sorted(m for m in ('transformers', 'spacy_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_package_attributes_load_the_components_on_first_use():
+    import spacy_cls
+    from spacy_cls.pipeline import ClsClassifier, ClsClassifierMultilabel
+
+    assert spacy_cls.ClsClassifier is ClsClassifier
+    assert spacy_cls.ClsClassifierMultilabel is ClsClassifierMultilabel
+    assert callable(spacy_cls.architectures.build_cls_classifier)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        spacy_cls.nothing_here
