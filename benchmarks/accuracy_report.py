@@ -82,6 +82,10 @@ def judge(target: Target, runs: Sequence[Run]) -> Dict:
         result[mode] = pair
         if mode == "full":
             result["status"] = "met" if target.check(*pair) else "missed"
+    # For context: where a fine-tuned target has no baseline of its own, what Hugging Face's
+    # own loop reached on the same budget.
+    hf = find(runs, target.task, "full", "hf-finetuned")
+    result["hf_full"] = headline(hf) if hf and target.baseline is None and target.ours.endswith("-finetuned") else None
     return result
 
 
@@ -191,9 +195,10 @@ def markdown(runs: Sequence[Run], targets: Sequence[Dict]) -> str:
               "The logistic-regression baseline fits as many distinct training rows as the others see "
               "examples (all rows when that is more than the training set).", "",
               "## Targets", "",
-              markdown_table(["target", "status", "full runs", "quick runs (not judged)"],
-                             [[t["target"], t["status"], _pair_text(t["full"]), _pair_text(t["quick"])]
-                              for t in targets]), "",
+              markdown_table(["target", "status", "full runs", "HF fine-tuning, same budget",
+                              "quick runs (not judged)"],
+                             [[t["target"], t["status"], _pair_text(t["full"]), fmt(t["hf_full"]),
+                               _pair_text(t["quick"])] for t in targets]), "",
               "## Which pooling?", ""]
     table = pooling_table(runs)
     lines += [table, ""] if table else ["No full-budget pooling runs yet.", ""]

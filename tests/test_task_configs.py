@@ -315,7 +315,10 @@ def test_larger_budget_runs_are_kept_apart_and_shown_beside_the_full_run(benchma
     assert lines[3].startswith("| TREC-6 | spacy_cls, cls, fine-tuned | full-x4 | 1,000 | 32,000 | 8.00 | 94.5 (accuracy)")
     section = "\n".join(accuracy_report.task_section(trec, runs))
     assert "| full |" in section and "full-x4" not in section
-    assert accuracy_report.judge(accuracy_report.TARGETS[-1], runs)["full"] == (92.25, None)
+    judged = accuracy_report.judge(accuracy_report.TARGETS[-1], runs)
+    assert judged["full"] == (92.25, None) and judged["hf_full"] is None
+    hf = {**run("full", 250, 91.5), "variant": "hf-finetuned", "system": "hf"}
+    assert accuracy_report.judge(accuracy_report.TARGETS[-1], runs + [hf])["hf_full"] == 91.5
     assert accuracy_report.budget_table(runs[1:]) is None
 
 
