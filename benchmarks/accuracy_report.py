@@ -122,6 +122,11 @@ def variant_order(variant: str) -> Tuple[int, int]:
     return (2, ["hf-finetuned", "lr-frozen"].index(variant) if variant in ("hf-finetuned", "lr-frozen") else 9)
 
 
+def second_metric(task: Task) -> str:
+    """The score shown beside the headline: micro-F1 for multi-label, macro-F1 otherwise."""
+    return "micro_f1" if task.multilabel else "macro_f1"
+
+
 def budget_rows(runs: Sequence[Run]) -> List[List[str]]:
     rows = []
     for task in TASKS.values():
@@ -141,12 +146,11 @@ def task_section(task: Task, runs: Sequence[Run]) -> List[str]:
     if not mine:
         lines += ["No runs yet.", ""]
     else:
-        header = ["mode", "system", metric]
-        header += ["micro-F1"] if task.multilabel else ["macro-F1"]
+        header = ["mode", "system", metric, second_metric(task).replace("_f1", "-F1")]
         header += ["lr", "examples seen", "train min", "examples/s", "dev rows", "date"]
         rows = []
         for run in mine:
-            other = run["scores"]["micro_f1" if task.multilabel else "macro_f1"]
+            other = run["scores"][second_metric(task)]
             rows.append([
                 run["mode"], system_label(run), fmt(headline(run)), fmt(other),
                 f"{run['learn_rate']:g}" if run["learn_rate"] else "–", f"{run['examples_seen']:,}", f"{run['train_seconds'] / 60:.1f}",
@@ -259,13 +263,13 @@ def budget_table(runs: Sequence[Run]) -> Optional[str]:
     """Every system that has a larger-budget run, at each budget it was run with."""
     rows = []
     for task in TASKS.values():
+        other = second_metric(task)
         variants = {r["variant"] for r in runs if r["task"] == task.key and is_scaled(r["mode"])}
         for variant in sorted(variants, key=variant_order):
             series = sorted((r for r in runs if r["task"] == task.key and r["variant"] == variant
                              and (r["mode"] == "full" or is_scaled(r["mode"]))),
                             key=lambda r: r["budget"]["steps"])
             for run in series:
-                other = "micro_f1" if task.multilabel else "macro_f1"
                 rows.append([
                     task.title, system_label(run), run["mode"], f"{run['budget']['steps']:,}",
                     f"{run['examples_seen']:,}", f"{run['examples_seen'] / run['train_rows']:.2f}",

@@ -11,14 +11,15 @@ __all__ = ["CLS_VECTOR", "ClsClassifier", "ClsClassifierMultilabel", "install_ex
 # They load on first use: spaCy finds the factories and architectures through this
 # package's entry points, and `spacy_cls.ClsClassifier` imports them when asked for, so
 # `python -m spacy_cls convert` and other torch-free tools start without them.
-_LAZY = {"ClsClassifier": "pipeline", "ClsClassifierMultilabel": "pipeline", "architectures": None}
+_COMPONENTS = ("ClsClassifier", "ClsClassifierMultilabel")
 
 
 def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = import_module(f".{_LAZY[name] or name}", __name__)
-    return module if _LAZY[name] is None else getattr(module, name)
+    if name in _COMPONENTS:
+        return getattr(import_module(".pipeline", __name__), name)
+    if name == "architectures":
+        return import_module(".architectures", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 install_extensions()

@@ -223,17 +223,25 @@ def test_bad_split_options_raise(tmp_path, options, message):
 # --- the accuracy benchmark's bookkeeping ------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def benchmark_modules():
+def _benchmark_module(name):
+    import importlib
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import accuracy
-        import accuracy_baselines
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    return accuracy, accuracy_baselines
+
+
+@pytest.fixture(scope="module")
+def benchmark_modules():
+    return _benchmark_module("accuracy"), _benchmark_module("accuracy_baselines")
+
+
+@pytest.fixture(scope="module")
+def accuracy_report():
+    return _benchmark_module("accuracy_report")
 
 
 @pytest.mark.parametrize("n_rows, steps", [(100, 3), (100, 4), (100, 9), (64, 5)])
@@ -256,15 +264,7 @@ def test_baseline_batches_are_spacys_batches(benchmark_modules, tmp_path, n_rows
     assert accuracy.examples_in_steps(n_rows, steps) == sum(len(b) for b in expected)
 
 
-def test_pooling_table_puts_each_variant_in_its_cell(benchmark_modules):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import accuracy_report
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-
+def test_pooling_table_puts_each_variant_in_its_cell(accuracy_report):
     def run(variant, value, system="spacy_cls"):
         pooling, _, state = variant.partition("-")
         return {"task": "sst2", "mode": "full", "variant": variant, "system": system, "pooling": pooling,
@@ -283,14 +283,8 @@ def test_pooling_table_puts_each_variant_in_its_cell(benchmark_modules):
     assert accuracy_report.pooling_table(runs, mode="quick") is None
 
 
-def test_larger_budget_runs_are_kept_apart_and_shown_beside_the_full_run(benchmark_modules):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import accuracy_report
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def test_larger_budget_runs_are_kept_apart_and_shown_beside_the_full_run(benchmark_modules,
+                                                                         accuracy_report):
     accuracy, _ = benchmark_modules
     trec = accuracy.TASKS["trec"]
     scaled = trec.budget(quick=False, scale=4)
