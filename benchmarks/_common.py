@@ -65,7 +65,7 @@ def read_dev(lang: str) -> List[Tuple[str, int]]:
 
 
 def model_folder(lang: str) -> str:
-    from spacy_cls.loaders import package_folder
+    from spacy_cls.models.loaders import package_folder
 
     return str(package_folder(LANGUAGES[lang].model_name))
 

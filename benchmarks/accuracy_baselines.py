@@ -20,7 +20,7 @@ from typing import Dict, Iterator, List
 import numpy
 import torch
 
-from accuracy import BATCH_SIZE, SEED, Budget, LabelledData, Task, log, read_split, scores
+from accuracy_tasks import BATCH_SIZE, SEED, Budget, Task, log, read_split, scores
 
 EVAL_BATCH_SIZE = 64
 GRAD_CLIP_NORM = 1.0
@@ -29,7 +29,7 @@ PROGRESS_EVERY = 20
 
 
 def _folder(task: Task) -> str:
-    from spacy_cls.loaders import package_folder
+    from spacy_cls.models.loaders import package_folder
 
     return str(package_folder(task.model_name))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from _common import ROOT, markdown_table
-from accuracy import BATCH_SIZE, FROZEN_EPOCHS, FROZEN_LEARN_RATE, POOLINGS, RESULTS, RUNS, SEED, TASKS, Task
+from accuracy_tasks import BATCH_SIZE, FROZEN_EPOCHS, FROZEN_LEARN_RATE, POOLINGS, RESULTS, RUNS, SEED, TASKS, Task
 
 Run = Dict
 MODES = ("full", "quick")

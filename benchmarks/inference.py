@@ -238,7 +238,7 @@ def accuracy(nlp, rows: List[Tuple[str, int]]) -> Tuple[float, numpy.ndarray]:
 def int8_accuracy(trained: Optional[str], n_train: int) -> Dict[str, object]:
     import spacy
 
-    from spacy_cls.quantize import quantize_pipeline
+    from spacy_cls.models.quantize import quantize_pipeline
 
     nlp = spacy.load(trained) if trained else train_sst2(n_train)
     dev = read_sst2("dev")

@@ -70,3 +70,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# Trained toy pipelines (tests/toy_pipelines.py), saved once a session; this cache keeps it to one training run per pipeline and session.
+_TRAINED: dict = {}
+
+
+def _trained(kind: str, model_path: str, tmp_path_factory, **options) -> Path:
+    if kind not in _TRAINED:
+        from toy_pipelines import save_trained_pipeline
+
+        _TRAINED[kind] = save_trained_pipeline(tmp_path_factory.mktemp("pipelines") / kind, model_path, **options)
+    return _TRAINED[kind]
+
+
+@pytest.fixture(scope="session")
+def en_pipeline(tiny_bert, tmp_path_factory) -> Path:
+    return _trained("en", tiny_bert, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def zh_pipeline(tiny_bert, tmp_path_factory) -> Path:
+    return _trained("zh", tiny_bert, tmp_path_factory, lang="zh")
+
+
+@pytest.fixture(scope="session")
+def multilabel_pipeline(tiny_bert, tmp_path_factory) -> Path:
+    return _trained("multi", tiny_bert, tmp_path_factory, multilabel=True, steps=60)

@@ -15,7 +15,7 @@ from spacy.cli.package import get_third_party_dependencies
 
 import spacy_cls  # noqa: F401
 
-from test_cli_tools import EXCLUSIVE, en_pipeline, save_trained_pipeline, write_docbin  # noqa: F401
+from toy_pipelines import EXCLUSIVE, save_trained_pipeline, write_docbin
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -60,10 +60,10 @@ def test_the_command_line_starts_without_the_encoder_libraries():
 
 def test_package_attributes_load_the_components_on_first_use():
     import spacy_cls
-    from spacy_cls.pipeline import ClsClassifier, ClsClassifierMultilabel
+    from spacy_cls.pipeline.component import ClsClassifier, ClsClassifierMultilabel
 
     assert spacy_cls.ClsClassifier is ClsClassifier
     assert spacy_cls.ClsClassifierMultilabel is ClsClassifierMultilabel
-    assert callable(spacy_cls.architectures.build_cls_classifier)
+    assert callable(spacy_cls.pipeline.architectures.build_cls_classifier)
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         spacy_cls.nothing_here

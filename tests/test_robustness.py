@@ -17,7 +17,7 @@ from thinc.api import Adam, fix_random_seed, use_ops
 
 import spacy_cls  # noqa: F401
 from spacy_cls.layers.windows import encode_texts
-from spacy_cls.validation import NonFiniteLossError
+from spacy_cls.pipeline.validation import NonFiniteLossError
 
 LABELS = ("POS", "NEG")
 HOSTILE_TEXTS = {

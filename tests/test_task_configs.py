@@ -12,7 +12,7 @@ from spacy.training.loop import train
 from spacy.util import load_config, registry
 from thinc.api import Config
 
-from spacy_cls.readers import create_labelled_text_corpus
+from spacy_cls.data.readers import create_labelled_text_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -236,7 +236,7 @@ def _benchmark_module(name):
 
 @pytest.fixture(scope="module")
 def benchmark_modules():
-    return _benchmark_module("accuracy"), _benchmark_module("accuracy_baselines")
+    return _benchmark_module("accuracy_tasks"), _benchmark_module("accuracy"), _benchmark_module("accuracy_baselines")
 
 
 @pytest.fixture(scope="module")
@@ -250,18 +250,18 @@ def test_baseline_batches_are_spacys_batches(benchmark_modules, tmp_path, n_rows
     from spacy.training.loop import create_train_batches
     from spacy.util import fix_random_seed
 
-    accuracy, baselines = benchmark_modules
+    tasks, accuracy, baselines = benchmark_modules
     path = tmp_path / "rows.tsv"
     path.write_text("".join(f"text {i}\t{i % 2}\n" for i in range(n_rows)), encoding="utf8")
     nlp = spacy.blank("en")
     corpus = create_labelled_text_corpus(path, header=False)
-    batcher = registry.batchers.get("spacy.batch_by_sequence.v1")(size=accuracy.BATCH_SIZE, get_length=None)
+    batcher = registry.batchers.get("spacy.batch_by_sequence.v1")(size=tasks.BATCH_SIZE, get_length=None)
     fix_random_seed(0)
     spacy_batches = create_train_batches(nlp, corpus, batcher, 0)
     expected = [[int(eg.reference.text.split()[1]) for eg in batch] for _, batch in
                 (next(spacy_batches) for _ in range(steps))]
     assert list(baselines.spacy_order_batches(n_rows, steps, 0)) == expected
-    assert accuracy.examples_in_steps(n_rows, steps) == sum(len(b) for b in expected)
+    assert tasks.examples_in_steps(n_rows, steps) == sum(len(b) for b in expected)
 
 
 def test_pooling_table_puts_each_variant_in_its_cell(accuracy_report):
@@ -285,13 +285,13 @@ def test_pooling_table_puts_each_variant_in_its_cell(accuracy_report):
 
 def test_larger_budget_runs_are_kept_apart_and_shown_beside_the_full_run(benchmark_modules,
                                                                          accuracy_report):
-    accuracy, _ = benchmark_modules
-    trec = accuracy.TASKS["trec"]
+    tasks, accuracy, _ = benchmark_modules
+    trec = tasks.TASKS["trec"]
     scaled = trec.budget(quick=False, scale=4)
     assert scaled.steps == 4 * trec.full.steps and scaled.max_length == trec.full.max_length
-    assert scaled.warmup_steps == accuracy.warmup_steps(4 * trec.full.steps)
+    assert scaled.warmup_steps == tasks.warmup_steps(4 * trec.full.steps)
     assert trec.budget(quick=True, scale=4) == trec.quick
-    assert [accuracy.mode_name(False), accuracy.mode_name(False, 4), accuracy.mode_name(True)] == \
+    assert [tasks.mode_name(False), tasks.mode_name(False, 4), tasks.mode_name(True)] == \
         ["full", "full-x4", "quick"]
     assert accuracy.run_key(trec, "full-x4", "cls-finetuned") == "trec-full-x4-cls-finetuned"
 
@@ -317,20 +317,20 @@ def test_larger_budget_runs_are_kept_apart_and_shown_beside_the_full_run(benchma
 
 
 def test_frozen_runs_train_the_budgets_rows_for_several_epochs(benchmark_modules):
-    accuracy, _ = benchmark_modules
-    budget = accuracy.Budget(steps=500, max_length=64)
+    tasks, accuracy, _ = benchmark_modules
+    budget = tasks.Budget(steps=500, max_length=64)
     steps, rows = accuracy.frozen_schedule(budget, n_available=67349)
-    assert rows == 16_000 and steps == accuracy.FROZEN_EPOCHS * 500
+    assert rows == 16_000 and steps == tasks.FROZEN_EPOCHS * 500
     # fewer rows than the budget's examples: all rows, a short last batch per epoch
     steps, rows = accuracy.frozen_schedule(budget, n_available=1000)
-    assert rows == 1000 and steps == accuracy.FROZEN_EPOCHS * 32
-    assert accuracy.examples_in_steps(rows, steps) == accuracy.FROZEN_EPOCHS * 1000
-    if not (accuracy.SHARED_DATA / "sst2").is_dir():
+    assert rows == 1000 and steps == tasks.FROZEN_EPOCHS * 32
+    assert tasks.examples_in_steps(rows, steps) == tasks.FROZEN_EPOCHS * 1000
+    if not (tasks.SHARED_DATA / "sst2").is_dir():
         pytest.skip("the SST-2 files are not in the data folder")
-    overrides = accuracy.config_overrides(accuracy.TASKS["sst2"], budget, frozen=True, steps=5000,
+    overrides = tasks.config_overrides(tasks.TASKS["sst2"], budget, frozen=True, steps=5000,
                                           train_limit=16000)
     assert overrides["corpora.train.limit"] == 16000
     assert overrides["training.max_steps"] == 4999
     assert overrides["training.optimizer.learn_rate.total_steps"] == 5000
     assert overrides["training.optimizer.learn_rate.warmup_steps"] == 500
-    assert overrides["training.optimizer.learn_rate.initial_rate"] == accuracy.FROZEN_LEARN_RATE
+    assert overrides["training.optimizer.learn_rate.initial_rate"] == tasks.FROZEN_LEARN_RATE

@@ -1,0 +1,1 @@
+"""thinc layers: word pieces, the Hugging Face encoder, pooling, windows, cache, listener, head."""

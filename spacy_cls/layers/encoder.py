@@ -32,7 +32,7 @@ from spacy_transformers.layers.hf_shim import HFShim
 from thinc.api import Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from ..loaders import load_encoder
+from ..models.loaders import load_encoder
 from .cache import EncoderCache, text_key
 from .cls_forward import encode_rows, supports_cls_only
 from .pooling import check_pooling, pool, pooled_width, uses_tokens_beyond_cls
@@ -479,7 +479,7 @@ def _inference_module(model: Model) -> torch.nn.Module:
         return source
     state = _runtime(model)
     if state.int8 is None or state.int8[0]() is not source:
-        from ..quantize import quantize_encoder
+        from ..models.quantize import quantize_encoder
 
         state.int8 = (weakref.ref(source), quantize_encoder(source))
     return state.int8[1]

@@ -1,0 +1,29 @@
+"""The `python -m spacy_cls` command line: one module per command group, each only
+parsing arguments and printing; the work is done by the Python API they call."""
+import typer
+
+from .classify import classify_command
+from .convert import convert_command
+from .explain import explain_command
+from .plots import plot_confusion_command, plot_training_command, plot_vectors_command
+
+app = typer.Typer(
+    name="spacy_cls",
+    help="Text classification tools for spaCy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """Text classification tools for spaCy."""
+
+
+app.command("convert")(convert_command)
+app.command("classify")(classify_command)
+app.command("explain")(explain_command)
+app.command("plot-training")(plot_training_command)
+app.command("plot-confusion")(plot_confusion_command)
+app.command("plot-vectors")(plot_vectors_command)

@@ -1,0 +1,1 @@
+"""Why a doc got its cats: [CLS] attention, the HTML view, and plots."""

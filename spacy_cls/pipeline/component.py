@@ -1,0 +1,305 @@
+"""The `cls_classifier` and `cls_classifier_multilabel` components.
+
+They are spaCy's `textcat` / `textcat_multilabel` (labels, initialisation, scoring,
+serialisation) with three changes: the model is a BERT-family encoder read at its
+[CLS] position; every doc, empty ones too, also gets `doc._.cls_vector`; and the
+loss is cross-entropy, whose gradient reaches the head's logits unscaled.
+"""
+import os
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+import torch
+from spacy.language import Language
+from spacy.pipeline import MultiLabel_TextCategorizer, TextCategorizer
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, set_dropout_rate
+from thinc.types import Floats2d
+
+from .extensions import CLS_VECTOR, install_extensions
+from .hooks import install_vector_hooks
+from ..layers.encoder import apply_configured_settings, configured_settings, n_cut_docs
+from ..models.loaders import default_model_name
+from .spans import record_source, register_source
+from .validation import check_examples, check_finite_loss, check_initialize_data
+
+MODEL_CONFIG = """
+[model]
+@architectures = "spacy_cls.ClsClassifier.v1"
+# A Hugging Face model id or a local folder; null picks one by the pipeline's language.
+name = null
+pooling = "cls"
+freeze = false
+max_length = null
+long_text = "truncate"
+stride = 128
+# Under long_text = "windows": the most windows read per doc (null: all).
+max_windows = 16
+exclusive_classes = {exclusive}
+dropout = 0.1
+mixed_precision = false
+nO = null
+"""
+DEFAULT_MODEL = Config().from_str(MODEL_CONFIG.format(exclusive="true"))["model"]
+DEFAULT_MULTILABEL_MODEL = Config().from_str(MODEL_CONFIG.format(exclusive="false"))["model"]
+
+SCORE_WEIGHTS: Dict[str, Optional[float]] = {
+    "cats_score": 1.0,
+    "cats_score_desc": None,
+    "cats_micro_p": None,
+    "cats_micro_r": None,
+    "cats_micro_f": None,
+    "cats_macro_p": None,
+    "cats_macro_r": None,
+    "cats_macro_f": None,
+    "cats_macro_auc": None,
+    "cats_f_per_type": None,
+}
+
+Predictions = Tuple[Floats2d, Floats2d]  # (scores, cls vectors)
+
+_FORK_GUARD_INSTALLED = False
+
+
+def guard_forked_torch() -> None:
+    """`nlp.pipe(..., n_process=n)` forks on Linux, and a torch that ran on several
+    threads (GNU OpenMP) before the fork deadlocks in the child. Forked children run
+    torch on one thread, as PyTorch's DataLoader workers do; call
+    `torch.set_num_threads` in a child to change it."""
+    global _FORK_GUARD_INSTALLED
+    if not _FORK_GUARD_INSTALLED and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
+        _FORK_GUARD_INSTALLED = True
+
+
+class ClsClassifierMixin:
+    """What both components add to spaCy's text categorisers."""
+
+    model: Model
+    _lang: Optional[str]
+    # Marks the component for pipeline.spans.is_cls_component.
+    gives_cls_vectors = True
+    # True: doc.vector, span.vector and .similarity use the [CLS] vectors (spacy_cls.pipeline.hooks).
+    set_doc_vector: bool = False
+    # Key under which docs name this component as the encoder of their spans (spacy_cls.pipeline.spans).
+    vector_source: Optional[str] = None
+    # Updates made in this process; named when the loss stops being finite.
+    _n_updates: int = 0
+
+    @property
+    def encoder(self) -> Model:
+        return self.model.get_ref("encoder")
+
+    @property
+    def n_cut_docs(self) -> int:
+        """Docs that lost text in this process: longer than the encoder's maximum length
+        (long_text='truncate'), or needing more than max_windows windows ('windows')."""
+        return n_cut_docs(self.encoder)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
+        with self._config_wins():
+            return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path, *, exclude=tuple()):
+        with self._config_wins():
+            return super().from_disk(path, exclude=exclude)
+
+    @contextmanager
+    def _config_wins(self):
+        encoder = self.encoder if self.model.has_ref("encoder") else None
+        own_encoder = encoder is not None and encoder.name == "hf_cls_encoder"
+        configured = configured_settings(encoder) if own_encoder else None
+        yield
+        if own_encoder:
+            apply_configured_settings(encoder, configured)
+
+    def predict(self, docs: Iterable[Doc]) -> Predictions:
+        docs = list(docs)
+        encoded = self.encoder.predict(docs)
+        scores = self.model.get_ref("head").predict(encoded.features)
+        return self.model.ops.asarray2f(scores), encoded.cls
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: Predictions) -> None:
+        scores, cls_vectors = predictions
+        scores = self.model.ops.to_numpy(scores)
+        cls_vectors = self.model.ops.to_numpy(cls_vectors).astype(numpy.float32, copy=False)
+        labels = self.labels
+        for i, doc in enumerate(docs):
+            for j, label in enumerate(labels):
+                doc.cats[label] = float(scores[i, j])
+            doc._.set(CLS_VECTOR, numpy.array(cls_vectors[i], dtype=numpy.float32))
+        if self.vector_source is None:
+            self.vector_source = register_source(self)
+        for doc in docs:
+            record_source(doc, self.vector_source, preferred=self.set_doc_vector)
+            if self.set_doc_vector:
+                install_vector_hooks(doc)
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd=None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        # spaCy's textcat skips batches whose docs have no spaCy tokens; the encoder
+        # reads the raw text, so every example counts.
+        examples = list(examples)
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        validate_examples(examples, f"{type(self).__name__}.update")
+        exclusive = not self.model.attrs.get("multi_label")
+        # An exclusive classifier cannot skip a label it does not know: the doc would have none.
+        check_examples(examples, "batch", self.name, exclusive, self.labels if exclusive else None)
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, scores)
+        self._n_updates += 1
+        check_finite_loss(loss, self._n_updates, self.name)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
+        """Mean cross-entropy (softmax) or binary cross-entropy (sigmoid) per doc;
+        the gradient is with respect to the head's logits: (p - y) / n_docs."""
+        examples = list(examples)
+        validate_examples(examples, f"{type(self).__name__}.get_loss")
+        self._validate_categories(examples)
+        truths, not_missing = self._examples_to_truth(examples)
+        ops = self.model.ops
+        not_missing = ops.asarray(not_missing)
+        n_docs = max(len(examples), 1)
+        d_scores = (scores - truths) * not_missing / n_docs
+        probs = ops.xp.clip(scores, 1e-7, 1 - 1e-7)
+        if self.model.attrs.get("multi_label"):
+            loss = -(truths * ops.xp.log(probs) + (1 - truths) * ops.xp.log(1 - probs))
+        else:
+            loss = -(truths * ops.xp.log(probs))
+        return float((loss * not_missing).sum() / n_docs), d_scores
+
+    def _validate_categories(self, examples: Iterable[Example]) -> None:
+        check_examples(examples, "batch", self.name, not self.model.attrs.get("multi_label"))
+
+    def _check_initialize_data(self, get_examples: Callable[[], Iterable[Example]], nlp, labels) -> None:
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        exclusive = not self.model.attrs.get("multi_label")
+        check_initialize_data(
+            get_examples, nlp=nlp, labels=labels, current_labels=self.labels, component=self.name, exclusive=exclusive
+        )
+
+    def _pick_default_encoder(self) -> None:
+        encoder = self.encoder
+        if not encoder.attrs.get("name") and "name" in encoder.attrs:
+            encoder.attrs["name"] = default_model_name(self._lang)
+
+
+class ClsClassifier(ClsClassifierMixin, TextCategorizer):
+    """Exclusive classes: softmax over the labels, one gold label a doc."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "cls_classifier",
+        *,
+        threshold: float = 0.0,
+        scorer: Optional[Callable] = None,
+        lang: Optional[str] = None,
+        set_doc_vector: bool = False,
+    ) -> None:
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
+        self._lang = lang
+        self.set_doc_vector = set_doc_vector
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None):
+        self._pick_default_encoder()
+        self._check_initialize_data(get_examples, nlp, labels)
+        super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
+
+
+class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
+    """Independent labels: a sigmoid per label, `threshold` for the scorer."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "cls_classifier_multilabel",
+        *,
+        threshold: float = 0.5,
+        scorer: Optional[Callable] = None,
+        lang: Optional[str] = None,
+        set_doc_vector: bool = False,
+    ) -> None:
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
+        self._lang = lang
+        self.set_doc_vector = set_doc_vector
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None):
+        self._pick_default_encoder()
+        self._check_initialize_data(get_examples, nlp, labels)
+        super().initialize(get_examples, nlp=nlp, labels=labels)
+
+
+@Language.factory(
+    "cls_classifier",
+    assigns=["doc.cats", f"doc._.{CLS_VECTOR}"],
+    default_config={
+        "threshold": 0.0,
+        "set_doc_vector": False,
+        "model": DEFAULT_MODEL,
+        "scorer": {"@scorers": "spacy.textcat_scorer.v2"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_cls_classifier(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    threshold: float,
+    scorer: Optional[Callable],
+    set_doc_vector: bool,
+) -> ClsClassifier:
+    install_extensions()
+    guard_forked_torch()
+    component = ClsClassifier(
+        nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang, set_doc_vector=set_doc_vector
+    )
+    component.vector_source = register_source(component, nlp)
+    return component
+
+
+@Language.factory(
+    "cls_classifier_multilabel",
+    assigns=["doc.cats", f"doc._.{CLS_VECTOR}"],
+    default_config={
+        "threshold": 0.5,
+        "set_doc_vector": False,
+        "model": DEFAULT_MULTILABEL_MODEL,
+        "scorer": {"@scorers": "spacy.textcat_multilabel_scorer.v2"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_cls_classifier_multilabel(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    threshold: float,
+    scorer: Optional[Callable],
+    set_doc_vector: bool,
+) -> ClsClassifierMultilabel:
+    install_extensions()
+    guard_forked_torch()
+    component = ClsClassifierMultilabel(
+        nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang, set_doc_vector=set_doc_vector
+    )
+    component.vector_source = register_source(component, nlp)
+    return component
