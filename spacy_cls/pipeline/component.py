@@ -3,7 +3,8 @@
 They are spaCy's `textcat` / `textcat_multilabel` (labels, initialisation, scoring,
 serialisation) with three changes: the model is a BERT-family encoder read at its
 [CLS] position; every doc, empty ones too, also gets `doc._.cls_vector`; and the
-loss is cross-entropy, whose gradient reaches the head's logits unscaled.
+loss is cross-entropy, whose gradient reaches the head's logits unscaled. The
+differences from textcat are listed in docs/textcat.md.
 """
 import os
 from contextlib import contextmanager
@@ -19,12 +20,14 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
 
+from . import scorer as _scorer  # noqa: F401  (registers spacy_cls.textcat_scorer.v1)
 from .extensions import CLS_VECTOR, install_extensions
 from .hooks import install_vector_hooks
+from .predictions import ClsScores, vectors_of
 from ..layers.encoder import apply_configured_settings, configured_settings, n_cut_docs
 from ..models.loaders import default_model_name
 from .spans import record_source, register_source
-from .validation import check_examples, check_finite_loss, check_initialize_data
+from .validation import check_examples, check_finite_loss, check_initialize_data, check_initialized
 
 MODEL_CONFIG = """
 [model]
@@ -46,7 +49,7 @@ nO = null
 DEFAULT_MODEL = Config().from_str(MODEL_CONFIG.format(exclusive="true"))["model"]
 DEFAULT_MULTILABEL_MODEL = Config().from_str(MODEL_CONFIG.format(exclusive="false"))["model"]
 
-SCORE_WEIGHTS: Dict[str, Optional[float]] = {
+MULTILABEL_SCORE_WEIGHTS: Dict[str, Optional[float]] = {
     "cats_score": 1.0,
     "cats_score_desc": None,
     "cats_micro_p": None,
@@ -58,8 +61,9 @@ SCORE_WEIGHTS: Dict[str, Optional[float]] = {
     "cats_macro_auc": None,
     "cats_f_per_type": None,
 }
-
-Predictions = Tuple[Floats2d, Floats2d]  # (scores, cls vectors)
+# Weight 0.0, not None: `spacy train` shows accuracy as a column without letting it
+# choose the best model.
+SCORE_WEIGHTS: Dict[str, Optional[float]] = {**MULTILABEL_SCORE_WEIGHTS, _scorer.ACCURACY_KEY: 0.0}
 
 _FORK_GUARD_INSTALLED = False
 
@@ -88,6 +92,8 @@ class ClsClassifierMixin:
     vector_source: Optional[str] = None
     # Updates made in this process; named when the loss stops being finite.
     _n_updates: int = 0
+    # True while initialize runs, after its own checks of the data.
+    _data_checked: bool = False
 
     @property
     def encoder(self) -> Model:
@@ -116,16 +122,30 @@ class ClsClassifierMixin:
         if own_encoder:
             apply_configured_settings(encoder, configured)
 
-    def predict(self, docs: Iterable[Doc]) -> Predictions:
+    def predict(self, docs: Iterable[Doc]) -> ClsScores:
+        """Scores (n_docs x n_labels), as textcat's `predict` returns them, with the
+        docs' [CLS] vectors attached for `set_annotations`."""
         docs = list(docs)
+        check_initialized(self.model, self.name)
         encoded = self.encoder.predict(docs)
         scores = self.model.get_ref("head").predict(encoded.features)
-        return self.model.ops.asarray2f(scores), encoded.cls
+        ops = self.model.ops
+        return ClsScores.of(ops.to_numpy(scores), ops.to_numpy(encoded.cls))
 
-    def set_annotations(self, docs: Iterable[Doc], predictions: Predictions) -> None:
-        scores, cls_vectors = predictions
-        scores = self.model.ops.to_numpy(scores)
-        cls_vectors = self.model.ops.to_numpy(cls_vectors).astype(numpy.float32, copy=False)
+    def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
+        """Set doc.cats from `scores` and doc._.cls_vector from the vectors `predict`
+        attached to them; scores from elsewhere get their vectors from the encoder."""
+        docs = list(docs)
+        cls_vectors = vectors_of(scores)
+        scores = numpy.asarray(self.model.ops.to_numpy(scores))
+        if scores.shape[0] != len(docs):
+            raise ValueError(
+                f"{self.name}: set_annotations got {scores.shape[0]} rows of scores for {len(docs)} "
+                f"docs. Pass the docs and what `predict` returned for those same docs."
+            )
+        if cls_vectors is None:
+            cls_vectors = self.model.ops.to_numpy(self.encoder.predict(docs).cls)
+        cls_vectors = cls_vectors.astype(numpy.float32, copy=False)
         labels = self.labels
         for i, doc in enumerate(docs):
             for j, label in enumerate(labels):
@@ -146,8 +166,6 @@ class ClsClassifierMixin:
         sgd=None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        # spaCy's textcat skips batches whose docs have no spaCy tokens; the encoder
-        # reads the raw text, so every example counts.
         examples = list(examples)
         if losses is None:
             losses = {}
@@ -156,6 +174,12 @@ class ClsClassifierMixin:
         exclusive = not self.model.attrs.get("multi_label")
         # An exclusive classifier cannot skip a label it does not know: the doc would have none.
         check_examples(examples, "batch", self.name, exclusive, self.labels if exclusive else None)
+        # Our own encoder reads the raw text, so every example counts; an encoder that
+        # reads a `transformer` component gets nothing for a batch without spaCy tokens
+        # (the transformer skips it, as spaCy's textcat does), so neither can this.
+        if not self.reads_raw_text and not any(len(eg.predicted) for eg in examples):
+            return losses
+        check_initialized(self.model, self.name)
         set_dropout_rate(self.model, drop)
         scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_scores = self.get_loss(examples, scores)
@@ -169,12 +193,14 @@ class ClsClassifierMixin:
 
     def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
         """Mean cross-entropy (softmax) or binary cross-entropy (sigmoid) per doc;
-        the gradient is with respect to the head's logits: (p - y) / n_docs."""
+        the gradient is with respect to the head's logits: (p - y) / n_docs.
+        `scores` is what `predict` returns, or the scores of `begin_update`."""
         examples = list(examples)
         validate_examples(examples, f"{type(self).__name__}.get_loss")
         self._validate_categories(examples)
         truths, not_missing = self._examples_to_truth(examples)
         ops = self.model.ops
+        scores = ops.asarray2f(numpy.asarray(scores) if isinstance(scores, ClsScores) else scores)
         not_missing = ops.asarray(not_missing)
         n_docs = max(len(examples), 1)
         d_scores = (scores - truths) * not_missing / n_docs
@@ -186,14 +212,32 @@ class ClsClassifierMixin:
         return float((loss * not_missing).sum() / n_docs), d_scores
 
     def _validate_categories(self, examples: Iterable[Example]) -> None:
+        if self._data_checked:
+            return
         check_examples(examples, "batch", self.name, not self.model.attrs.get("multi_label"))
 
-    def _check_initialize_data(self, get_examples: Callable[[], Iterable[Example]], nlp, labels) -> None:
+    @property
+    def reads_raw_text(self) -> bool:
+        """True for the component's own encoder; False when it reads the rows of a
+        `transformer` component, which needs spaCy tokens."""
+        return self.encoder.name == "hf_cls_encoder"
+
+    @contextmanager
+    def _initializing(self, get_examples: Callable[[], Iterable[Example]], nlp, labels):
+        """Check the data (validation.check_initialize_data), then let spaCy's
+        initialize run without checking it again with the stricter per-batch rule:
+        spaCy's placeholder example for "no data" has no cats at all."""
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        self._pick_default_encoder()
         exclusive = not self.model.attrs.get("multi_label")
         check_initialize_data(
             get_examples, nlp=nlp, labels=labels, current_labels=self.labels, component=self.name, exclusive=exclusive
         )
+        self._data_checked = True
+        try:
+            yield
+        finally:
+            self._data_checked = False
 
     def _pick_default_encoder(self) -> None:
         encoder = self.encoder
@@ -220,9 +264,9 @@ class ClsClassifier(ClsClassifierMixin, TextCategorizer):
         self.set_doc_vector = set_doc_vector
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None):
-        self._pick_default_encoder()
-        self._check_initialize_data(get_examples, nlp, labels)
-        super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
+        labels = list(labels) if labels is not None else None  # read a generator once
+        with self._initializing(get_examples, nlp, labels):
+            super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
 
 
 class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
@@ -244,9 +288,9 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
         self.set_doc_vector = set_doc_vector
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None):
-        self._pick_default_encoder()
-        self._check_initialize_data(get_examples, nlp, labels)
-        super().initialize(get_examples, nlp=nlp, labels=labels)
+        labels = list(labels) if labels is not None else None  # read a generator once
+        with self._initializing(get_examples, nlp, labels):
+            super().initialize(get_examples, nlp=nlp, labels=labels)
 
 
 @Language.factory(
@@ -256,7 +300,7 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
         "threshold": 0.0,
         "set_doc_vector": False,
         "model": DEFAULT_MODEL,
-        "scorer": {"@scorers": "spacy.textcat_scorer.v2"},
+        "scorer": {"@scorers": "spacy_cls.textcat_scorer.v1"},
     },
     default_score_weights=SCORE_WEIGHTS,
 )
@@ -286,7 +330,7 @@ def make_cls_classifier(
         "model": DEFAULT_MULTILABEL_MODEL,
         "scorer": {"@scorers": "spacy.textcat_multilabel_scorer.v2"},
     },
-    default_score_weights=SCORE_WEIGHTS,
+    default_score_weights=MULTILABEL_SCORE_WEIGHTS,
 )
 def make_cls_classifier_multilabel(
     nlp: Language,

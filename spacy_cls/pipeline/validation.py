@@ -145,6 +145,11 @@ def check_initialize_data(
     final = list(dict.fromkeys([*current_labels, *(given if given is not None else train_labels)]))
     if exclusive:
         check_label_count(final, component)
+    if not train_labels:
+        # No example has any cats: spaCy's placeholder for "no data" (`nlp.initialize()`
+        # without examples), or docs given only to set the model's shapes. The labels
+        # come from add_label or `labels`; every training batch is checked at update.
+        return
     fix = (
         f"Add it to [initialize.components.{component}.labels] (or to the labels given to "
         f"`initialize`), or fix the example."
@@ -160,6 +165,18 @@ def check_initialize_data(
             "training examples of it, or fix its spelling in the dev data."
         )
         check_examples(get_dev(), "dev", component, exclusive, list(train_labels), dev_fix)
+
+
+def check_initialized(model, component: str) -> None:
+    """Refuse to run a model with a layer that has no weights yet."""
+    for node in model.walk():
+        unset = [name for name in node.param_names if node.has_param(name) is None]
+        if unset or any(getattr(shim, "_model", True) is None for shim in node.shims):
+            raise ValueError(
+                f"{component}: the component has no weights yet, so it cannot classify or "
+                f"train. Call nlp.initialize() first (with training examples, or after "
+                f"add_label for each label), or load a trained pipeline with spacy.load()."
+            )
 
 
 def check_finite_loss(loss: float, step: int, component: str) -> None:
