@@ -10,14 +10,22 @@ with a backprop callback (``receive``), and at prediction time it reads
 pooled features for the head, computed the same way. The gradient of the
 features goes back into ``last_hidden_state``, so training fine-tunes the
 shared transformer.
+
+``TransformerClsReader`` is the same layer reading a transformer of its own (a
+spacy-transformers ``TransformerModel``) instead of a shared one: what
+``nlp.replace_listeners`` turns the listener into, by swapping the inner
+``TransformerListener`` for ``chain(TransformerModel, split_trf_batch())`` (the
+replacement spacy-transformers makes for its own listeners), and what the component
+is rebuilt with when such a pipeline is loaded.
 """
 from typing import Callable, List, Optional, Tuple
 
 import torch
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import TransformerData
-from spacy_transformers.layers import TransformerListener
-from thinc.api import Model, torch2xp, xp2torch
+from spacy_transformers.layers import TransformerListener, TransformerModel
+from spacy_transformers.layers.split_trf import split_trf_batch
+from thinc.api import Model, chain, torch2xp, xp2torch
 from thinc.types import Floats2d
 from transformers.file_utils import ModelOutput
 
@@ -42,21 +50,57 @@ def TransformerClsListener(
     pooling: str = "cls", grad_factor: float = 1.0, upstream: str = "*"
 ) -> Model[List[Doc], EncoderOutput]:
     check_listener_pooling(pooling)
-    listener = TransformerListener(upstream_name=upstream)
+    return _cls_reader(TransformerListener(upstream_name=upstream), pooling, grad_factor)
+
+
+def TransformerClsReader(
+    transformer: Model, pooling: str = "cls", grad_factor: float = 1.0
+) -> Model[List[Doc], EncoderOutput]:
+    """The [CLS] rows of the component's own spacy-transformers `TransformerModel`."""
+    check_listener_pooling(pooling)
+    if not isinstance(transformer, TransformerModel):
+        raise ValueError(
+            f"Expected a spacy-transformers TransformerModel (e.g. "
+            f"spacy-transformers.TransformerModel.v3) to read [CLS] rows from, got the layer "
+            f"'{transformer.name}'. For the component's own Hugging Face encoder use "
+            f"spacy_cls.HFClsEncoder.v1; to share a `transformer` component use "
+            f"spacy_cls.TransformerClsListener.v1."
+        )
+    return _cls_reader(chain(transformer, split_trf_batch()), pooling, grad_factor)
+
+
+def _cls_reader(source: Model, pooling: str, grad_factor: float) -> Model[List[Doc], EncoderOutput]:
+    # The ref keeps the name "listener" for both sources: saved pipelines name it.
     return Model(
         "trf_cls_listener",
         forward,
         init=init,
-        layers=[listener],
-        refs={"listener": listener},
+        layers=[source],
+        refs={"listener": source},
         dims={"nO": None, "nI": None},
         attrs={"pooling": pooling, "grad_factor": grad_factor},
     )
 
 
+def reads_shared_transformer(model: Model) -> bool:
+    """True when the layer listens to a `transformer` component; False when it runs
+    a transformer of its own (after `nlp.replace_listeners`)."""
+    return isinstance(model.get_ref("listener"), TransformerListener)
+
+
+def _source_width(source: Model) -> Optional[int]:
+    for node in source.walk():
+        if node.has_dim("nO"):
+            return node.get_dim("nO")
+    return None
+
+
 def init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     listener = model.get_ref("listener")
-    if not listener.has_dim("nO"):
+    if not reads_shared_transformer(model):
+        listener.initialize(X=X)
+    width = _source_width(listener)
+    if width is None:
         raise ValueError(
             f"The [CLS] listener does not know the width of the transformer it listens to "
             f"(upstream='{listener.upstream_name}'). Put a `transformer` component "
@@ -64,7 +108,6 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
             f'nlp.add_pipe("transformer", first=True), and initialize them together '
             f"with nlp.initialize()."
         )
-    width = listener.get_dim("nO")
     model.set_dim("nI", width, force=True)
     model.set_dim("nO", pooled_width(width, model.attrs["pooling"]), force=True)
 
@@ -83,7 +126,12 @@ def _hidden(data: TransformerData):
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[EncoderOutput, Callable]:
     listener = model.get_ref("listener")
-    trf_datas, backprop_listener = listener(docs, is_train)
+    if not reads_shared_transformer(model) and not any(len(doc) for doc in docs):
+        # A transformer of its own cannot run on no spans; the `transformer`
+        # component makes the same exception for a batch without tokens.
+        trf_datas, backprop_listener = [TransformerData.empty() for _ in docs], lambda d_trf_datas: []
+    else:
+        trf_datas, backprop_listener = listener(docs, is_train)
     ops = model.ops
     pooling = model.attrs["pooling"]
     width = model.get_dim("nI")

@@ -4,6 +4,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
+from spacy_transformers.layers import TransformerModel
 from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, normal_init
 from thinc.types import Floats2d
 
@@ -15,7 +16,7 @@ from ..layers.encoder import (
     HFClsEncoder,
 )
 from ..layers.head import sigmoid_logit_grad
-from ..layers.listener import TransformerClsListener
+from ..layers.listener import TransformerClsListener, TransformerClsReader
 
 
 @registry.architectures("spacy_cls.HFClsEncoder.v1")
@@ -140,6 +141,23 @@ def build_classifier_on_encoder(
         dims={"nO": nO},
         attrs={"multi_label": not exclusive_classes},
     )
+
+
+@registry.architectures("spacy_cls.ClsClassifierOnEncoder.v2")
+def build_classifier_on_encoder_v2(
+    tok2vec: Model,
+    exclusive_classes: bool = True,
+    dropout: float = 0.1,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], Floats2d]:
+    """v1 with the encoder under `tok2vec`, where spaCy's `nlp.replace_listeners`
+    looks for a listener (path "model.tok2vec"). Besides an encoder that yields
+    `EncoderOutput`, `tok2vec` may be a spacy-transformers `TransformerModel`: what
+    replace_listeners writes in place of `spacy_cls.TransformerClsListener.v1`, whose
+    [CLS] rows the head then reads (pooling and grad_factor are kept with the weights)."""
+    if isinstance(tok2vec, TransformerModel):
+        tok2vec = TransformerClsReader(tok2vec)
+    return build_classifier_on_encoder(tok2vec, exclusive_classes, dropout, nO)
 
 
 def _classifier_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Callable]:
