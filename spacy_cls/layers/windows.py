@@ -98,10 +98,11 @@ def encode_texts(
     max_windows: Optional[int] = None,
 ) -> WindowBatch:
     """Tokenise with the fast tokenizer. Special-token strings inside the text
-    ("[CLS]", "[SEP]", ...) are read as plain text, never as control tokens."""
+    ("[CLS]", "[SEP]", ...) are read as plain text, never as control tokens; code
+    points UTF-8 cannot hold are replaced first (`encodable_text`)."""
     windows = long_text == "windows"
     encoding = tokenizer(
-        texts,
+        [encodable_text(text) for text in texts],
         add_special_tokens=True,
         truncation=True,
         max_length=max_length,
@@ -126,6 +127,18 @@ def encode_texts(
         sample_map = sample_map[keep]
     input_ids, attention_mask = pad_rows(rows, tokenizer.pad_token_id or 0)
     return WindowBatch(input_ids, attention_mask, sample_map, len(texts), n_cut)
+
+
+def encodable_text(text: str) -> str:
+    """`text` with each lone surrogate code point (U+D800-U+DFFF, as left by JSON
+    escapes like "\\ud800" or by decoding bytes with errors="surrogateescape") replaced
+    by U+FFFD; a high surrogate followed by a low one becomes the character they
+    encode. Hugging Face's fast tokenizers, like UTF-8, cannot take such code points."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def pad_rows(rows: List[List[int]], pad_id: int):
