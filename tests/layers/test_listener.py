@@ -207,6 +207,89 @@ def test_empty_docs_in_prediction_and_training(tiny_bert):
     assert sum(doc.cats.values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_batch_without_tokens_is_skipped(tiny_bert):
+    """The `transformer` component skips a batch whose docs have no tokens (as spaCy's
+    components do), so the listener has nothing to read: the update must skip it too,
+    not fail with spaCy's E203 (small batches of a corpus with empty texts)."""
+    nlp, examples = initialized(shared_pipeline(tiny_bert))
+    head = nlp.get_pipe("cls_classifier").model.get_ref("output_layer")
+    before = head.get_param("W").copy()
+    empty = [Example.from_dict(nlp.make_doc(text), {"cats": {"POS": 1.0, "NEG": 0.0}}) for text in ("", "")]
+    losses = nlp.update(empty, sgd=Adam(1e-2))
+    assert losses["cls_classifier"] == 0.0
+    numpy.testing.assert_array_equal(head.get_param("W"), before)
+    nlp.update(examples + empty, sgd=Adam(1e-2))
+    assert not numpy.array_equal(head.get_param("W"), before)
+
+
+def v2_pipeline(tiny_bert, pooling="mean"):
+    """The listener under `model.tok2vec` (ClsClassifierOnEncoder.v2), where spaCy's
+    replace_listeners looks for it."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": tiny_bert}})
+    tok2vec = {"@architectures": "spacy_cls.TransformerClsListener.v1", "pooling": pooling, "grad_factor": 1.0}
+    nlp.add_pipe("cls_classifier", config={"model": {"@architectures": "spacy_cls.ClsClassifierOnEncoder.v2", "tok2vec": tok2vec}})
+    nlp, examples = initialized(nlp)
+    optimizer = Adam(1e-3)
+    for _ in range(2):
+        nlp.update(examples, sgd=optimizer)
+    return nlp, examples
+
+
+TEXTS = [text for text, _ in DATA] + ["", "good"]
+
+
+def test_replace_listeners_gives_the_component_its_own_transformer(tiny_bert, tmp_path):
+    nlp, examples = v2_pipeline(tiny_bert)
+    before = list(nlp.pipe(TEXTS))
+    nlp.replace_listeners("transformer", "cls_classifier", ["model.tok2vec"])
+    assert nlp.get_pipe("transformer").listening_components == []
+    config = nlp.get_pipe_config("cls_classifier")["model"]["tok2vec"]
+    assert config["@architectures"] == "spacy-transformers.TransformerModel.v3"
+    # The shared transformer no longer matters to the component: train it away, drop it.
+    shared = hf_model(nlp)
+    with torch.no_grad():
+        for param in shared.parameters():
+            param.add_(0.5)
+    nlp.remove_pipe("transformer")
+    after = list(nlp.pipe(TEXTS, batch_size=2))
+    for a, b in zip(before, after):
+        numpy.testing.assert_allclose(a._.cls_vector, b._.cls_vector, atol=1e-5)
+        assert a.cats == pytest.approx(b.cats, abs=1e-5)
+    nlp.to_disk(tmp_path)
+    loaded = spacy.load(tmp_path)
+    assert loaded.get_pipe("cls_classifier").encoder.attrs["pooling"] == "mean"
+    for a, b in zip(before, loaded.pipe(TEXTS)):
+        numpy.testing.assert_allclose(a._.cls_vector, b._.cls_vector, atol=1e-5)
+        assert a.cats == pytest.approx(b.cats, abs=1e-5)
+    # It trains its own copy, batches without tokens included.
+    own = loaded.get_pipe("cls_classifier").encoder.get_ref("listener").layers[0].transformer
+    weights = [param.detach().clone() for param in own.parameters()]
+    empty = Example.from_dict(loaded.make_doc(""), {"cats": {"POS": 1.0, "NEG": 0.0}})
+    optimizer = Adam(1e-3)
+    loaded.update([empty, empty], sgd=optimizer)
+    loaded.update(examples_for(loaded) + [empty], sgd=optimizer)
+    assert any(not torch.equal(a, b) for a, b in zip(weights, own.parameters()))
+
+
+def test_sourcing_with_replace_listeners(tiny_bert, tmp_path):
+    """[components.NAME] source = ..., replace_listeners = ["model.tok2vec"]: the
+    component joins another pipeline with its own copy of the transformer."""
+    nlp, _ = v2_pipeline(tiny_bert, pooling="cls")
+    before = list(nlp.pipe(TEXTS))
+    nlp.to_disk(tmp_path / "source")
+    config = spacy.blank("en").config.copy()
+    config["nlp"]["pipeline"] = ["cls_classifier"]
+    config["components"] = {
+        "cls_classifier": {"source": str(tmp_path / "source"), "replace_listeners": ["model.tok2vec"]}
+    }
+    combined = spacy.util.load_model_from_config(config, auto_fill=True)
+    assert combined.pipe_names == ["cls_classifier"]
+    for a, b in zip(before, combined.pipe(TEXTS)):
+        numpy.testing.assert_allclose(a._.cls_vector, b._.cls_vector, atol=1e-5)
+        assert a.cats == pytest.approx(b.cats, abs=1e-5)
+
+
 def test_save_and_load(tiny_bert, tmp_path):
     nlp, examples = initialized(shared_pipeline(tiny_bert, ner=True), ents=True)
     nlp.update(examples, sgd=Adam(1e-3))
