@@ -9,12 +9,14 @@ Policies for a text longer than the encoder's maximum length:
   in training grows with the windows of a batch); the rest is cut, warned and counted
   as under ``truncate``.
 """
+import re
 from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy
 
 LONG_TEXT_POLICIES = ("truncate", "windows")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -130,15 +132,13 @@ def encode_texts(
 
 
 def encodable_text(text: str) -> str:
-    """`text` with each lone surrogate code point (U+D800-U+DFFF, as left by JSON
-    escapes like "\\ud800" or by decoding bytes with errors="surrogateescape") replaced
-    by U+FFFD; a high surrogate followed by a low one becomes the character they
-    encode. Hugging Face's fast tokenizers, like UTF-8, cannot take such code points."""
-    try:
-        text.encode("utf-8")
+    """`text` with each surrogate code point (U+D800-U+DFFF, as left by JSON escapes
+    like "\\ud800" or by decoding bytes with errors="surrogateescape") replaced by
+    U+FFFD, one for one, so character offsets stay. Hugging Face's fast tokenizers, like
+    UTF-8, cannot take such code points."""
+    if text.isascii():
         return text
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def pad_rows(rows: List[List[int]], pad_id: int):
