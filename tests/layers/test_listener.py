@@ -290,6 +290,24 @@ def test_sourcing_with_replace_listeners(tiny_bert, tmp_path):
         assert a.cats == pytest.approx(b.cats, abs=1e-5)
 
 
+def test_v1_pipeline_moves_to_v2_by_config_alone(tiny_bert, tmp_path):
+    """replace_listeners needs the listener under model.tok2vec; a pipeline saved with
+    v1 (model.encoder) gets there by renaming in its config.cfg, weights unchanged."""
+    nlp, _ = initialized(shared_pipeline(tiny_bert))
+    before = list(nlp.pipe(TEXTS))
+    nlp.to_disk(tmp_path)
+    config = tmp_path / "config.cfg"
+    text = config.read_text(encoding="utf8")
+    text = text.replace("spacy_cls.ClsClassifierOnEncoder.v1", "spacy_cls.ClsClassifierOnEncoder.v2")
+    config.write_text(text.replace("[components.cls_classifier.model.encoder]", "[components.cls_classifier.model.tok2vec]"), encoding="utf8")
+    moved = spacy.load(tmp_path)
+    for a, b in zip(before, moved.pipe(TEXTS)):
+        numpy.testing.assert_array_equal(a._.cls_vector, b._.cls_vector)
+    moved.replace_listeners("transformer", "cls_classifier", ["model.tok2vec"])
+    for a, b in zip(before, moved.pipe(TEXTS)):
+        numpy.testing.assert_allclose(a._.cls_vector, b._.cls_vector, atol=1e-5)
+
+
 def test_save_and_load(tiny_bert, tmp_path):
     nlp, examples = initialized(shared_pipeline(tiny_bert, ner=True), ents=True)
     nlp.update(examples, sgd=Adam(1e-3))
