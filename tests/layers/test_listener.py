@@ -222,6 +222,31 @@ def test_batch_without_tokens_is_skipped(tiny_bert):
     assert not numpy.array_equal(head.get_param("W"), before)
 
 
+def test_spacy_train_with_empty_texts_and_batches_of_one(tiny_bert, tmp_path):
+    """The corpus case of the test above, inside `spacy train`'s loop; the scorer's
+    accuracy reaches the trained pipeline's meta."""
+    from spacy.tokens import DocBin
+    from spacy.training.initialize import init_nlp
+    from spacy.training.loop import train
+
+    nlp = shared_pipeline(tiny_bert)
+    docs = []
+    for text, label in DATA + [("", "POS"), ("", "NEG")]:
+        doc = nlp.make_doc(text)
+        doc.cats = {"POS": float(label == "POS"), "NEG": float(label == "NEG")}
+        docs.append(doc)
+    DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
+    config = nlp.config.copy()
+    config["paths"]["train"] = config["paths"]["dev"] = str(tmp_path / "train.spacy")
+    config["training"]["batcher"] = {"@batchers": "spacy.batch_by_sequence.v1", "size": 1, "get_length": None}
+    config["training"].update({"max_steps": 14, "eval_frequency": 7, "max_epochs": 0})
+    trained = init_nlp(config)
+    (tmp_path / "out").mkdir()
+    train(trained, tmp_path / "out", stdout=open(tmp_path / "log.txt", "w"))
+    meta = json.loads((tmp_path / "out" / "model-last" / "meta.json").read_text())
+    assert 0.0 <= meta["performance"]["cats_accuracy"] <= 1.0
+
+
 def v2_pipeline(tiny_bert, pooling="mean"):
     """The listener under `model.tok2vec` (ClsClassifierOnEncoder.v2), where spaCy's
     replace_listeners looks for it."""
