@@ -390,3 +390,38 @@ def test_language_without_a_tokenizer_language(tiny_bert):
     component = add(nlp, "cls_classifier", tiny_bert)
     nlp.initialize(lambda: examples(nlp, SINGLE_DATA))
     assert component.labels == ("POSITIVE", "NEGATIVE")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fixed_seed_gives_identical_results(name, tiny_bert):
+    """spaCy's issue 5551: with the random seed fixed, building, initialising and one
+    update give the same model each time (dropout included)."""
+    results = []
+    for _ in range(2):
+        fix_random_seed(0)
+        nlp = spacy.blank("en")
+        component = add(nlp, name, tiny_bert)
+        for label in ("Label1", "Label2", "Label3"):
+            component.add_label(label)
+        nlp.initialize()
+        doc = nlp.make_doc("the room was clean, the staff friendly")
+        nlp.update([Example.from_dict(doc, {"cats": {"Label1": 1.0, "Label2": 0.0, "Label3": 0.0}})], drop=0.1)
+        results.append(component.model.ops.to_numpy(component.model.predict([doc])))
+    numpy.testing.assert_allclose(results[0], results[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name,scorer", [
+    ("textcat", "spacy.textcat_scorer.v1"), ("cls_classifier", "spacy.textcat_scorer.v1"),
+    ("cls_classifier", "spacy.textcat_scorer.v2"),
+    ("textcat_multilabel", "spacy.textcat_multilabel_scorer.v1"),
+    ("cls_classifier_multilabel", "spacy.textcat_multilabel_scorer.v1"),
+])
+def test_spacys_scorers_can_be_named(name, scorer, tiny_bert):
+    nlp = spacy.blank("en")
+    config = {"scorer": {"@scorers": scorer}}
+    if name in OURS:
+        config["model"] = {"name": tiny_bert}
+    nlp.add_pipe(name, config=config)
+    train = examples(nlp, SINGLE_DATA)
+    nlp.initialize(lambda: train)
+    assert 0.0 <= nlp.evaluate(train)["cats_score"] <= 1.0
