@@ -27,7 +27,7 @@ from .predictions import ClsScores, vectors_of
 from ..layers.encoder import apply_configured_settings, configured_settings, n_cut_docs
 from ..models.loaders import default_model_name
 from .spans import record_source, register_source
-from .validation import check_examples, check_finite_loss, check_initialize_data, check_initialized
+from .validation import check_examples, check_finite_loss, check_initialize_data, check_initialized, label_list
 
 MODEL_CONFIG = """
 [model]
@@ -264,7 +264,7 @@ class ClsClassifier(ClsClassifierMixin, TextCategorizer):
         self.set_doc_vector = set_doc_vector
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None):
-        labels = list(labels) if labels is not None else None  # read a generator once
+        labels = label_list(labels, self.name)
         with self._initializing(get_examples, nlp, labels):
             super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
 
@@ -288,7 +288,7 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
         self.set_doc_vector = set_doc_vector
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None):
-        labels = list(labels) if labels is not None else None  # read a generator once
+        labels = label_list(labels, self.name)
         with self._initializing(get_examples, nlp, labels):
             super().initialize(get_examples, nlp=nlp, labels=labels)
 

@@ -6,7 +6,7 @@ Every message says what was found, where (which example, with the start of its
 text) and what to do about it.
 """
 import math
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 from spacy.training import Example
 
@@ -92,13 +92,27 @@ def check_examples(
         check_example(eg, i, source, component, exclusive, known, unknown_fix)
 
 
+def label_list(labels: Optional[Iterable[str]], component: str) -> Optional[List[str]]:
+    """The labels given to `initialize` as a list (read once: a generator works), or
+    None when none were given."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)):
+        raise LabelDataError(
+            f"{component}: `labels` is the string {labels!r}; give a list of label names, "
+            f"e.g. labels=[{labels!r}], or in a config labels = [{str(labels)!r}]."
+        )
+    return list(labels)
+
+
 def check_label_count(labels: Sequence[str], component: str) -> None:
     """An exclusive classifier needs two labels to choose between."""
     if len(labels) >= 2:
         return
     found = f"only the label {labels[0]!r}" if labels else "no labels"
     raise LabelDataError(
-        f"{component}: found {found} in the training data, but an exclusive classifier "
+        f"{component}: found {found} in the training data (with the labels given to "
+        f"`initialize` or added with add_label), but an exclusive classifier "
         f"chooses one label among at least two (a softmax over one label is always 1.0). "
         f"For a yes/no task give every doc both labels, e.g. "
         f'{{"POSITIVE": 1.0, "NEGATIVE": 0.0}}, or use `cls_classifier_multilabel`, which '

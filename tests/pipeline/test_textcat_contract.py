@@ -95,6 +95,16 @@ def test_initialize_with_labels_from_a_generator(name, tiny_bert):
     assert component.labels == tuple(labels)
 
 
+@pytest.mark.parametrize("name", OURS)
+def test_labels_as_one_string_are_refused(name, tiny_bert):
+    """list("POS") would make the labels P, O and S."""
+    nlp = spacy.blank("en")
+    component = add(nlp, name, tiny_bert)
+    train = examples(nlp, data_for(name))
+    with pytest.raises(ValueError, match=r"`labels` is the string 'FOOD'.*labels=\['FOOD'\]"):
+        component.initialize(lambda: train, nlp=nlp, labels="FOOD")
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_initialize_with_labels_and_examples(name, tiny_bert):
     """spaCy's test_initialize_examples: labels added first, then examples; a
