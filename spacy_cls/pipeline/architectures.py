@@ -4,7 +4,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from spacy_transformers.layers import TransformerModel
+from spacy_transformers.layers import TransformerListener, TransformerModel
 from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, normal_init
 from thinc.types import Floats2d
 
@@ -157,6 +157,12 @@ def build_classifier_on_encoder_v2(
     [CLS] rows the head then reads (pooling and grad_factor are kept with the weights)."""
     if isinstance(tok2vec, TransformerModel):
         tok2vec = TransformerClsReader(tok2vec)
+    elif tok2vec.name != "trf_cls_listener" and any(isinstance(node, TransformerListener) for node in tok2vec.walk()):
+        raise ValueError(
+            f"The layer '{tok2vec.name}' listens to a `transformer` component for token "
+            f"vectors; the classifier reads one [CLS] row a doc. Use "
+            f'{{"@architectures": "spacy_cls.TransformerClsListener.v1"}} for its tok2vec.'
+        )
     return build_classifier_on_encoder(tok2vec, exclusive_classes, dropout, nO)
 
 

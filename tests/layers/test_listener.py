@@ -333,6 +333,13 @@ def test_v1_pipeline_moves_to_v2_by_config_alone(tiny_bert, tmp_path):
         numpy.testing.assert_allclose(a._.cls_vector, b._.cls_vector, atol=1e-5)
 
 
+def test_token_listener_in_place_of_the_cls_listener_is_refused():
+    tok2vec = {"@architectures": "spacy-transformers.TransformerListener.v1", "pooling": {"@layers": "reduce_mean.v1"}}
+    model = {"@architectures": "spacy_cls.ClsClassifierOnEncoder.v2", "tok2vec": tok2vec}
+    with pytest.raises(ValueError, match="spacy_cls.TransformerClsListener.v1"):
+        spacy.blank("en").add_pipe("cls_classifier", config={"model": model})
+
+
 def test_save_and_load(tiny_bert, tmp_path):
     nlp, examples = initialized(shared_pipeline(tiny_bert, ner=True), ents=True)
     nlp.update(examples, sgd=Adam(1e-3))
