@@ -103,7 +103,7 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     if width is None:
         raise ValueError(
             f"The [CLS] listener does not know the width of the transformer it listens to "
-            f"(upstream='{listener.upstream_name}'). Put a `transformer` component "
+            f"(upstream='{getattr(listener, 'upstream_name', '*')}'). Put a `transformer` component "
             f"(spacy-transformers) before this component in the pipeline, e.g. "
             f'nlp.add_pipe("transformer", first=True), and initialize them together '
             f"with nlp.initialize()."
