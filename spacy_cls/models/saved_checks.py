@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import srsly
 import torch
@@ -201,3 +201,68 @@ def load_saved_weights(state: bytes, device: Optional[torch.device] = None) -> D
     ):
         raise refuse("its weights are not a mapping of parameter names to tensors")
     return loaded
+
+
+def check_saved_pipeline(source: Union[str, Path, bytes]) -> List[str]:
+    """Check every torch model saved in a pipeline folder (or `nlp.to_bytes()` data)
+    before loading it, other packages' components included: a spacy-transformers
+    `transformer` component or any thinc PyTorchShim, which load without these checks.
+    Raises TamperedPipelineError naming the component; returns the names of the
+    components it checked."""
+    checked = []
+    for component, model_bytes in _saved_models(source):
+        try:
+            model_msg = srsly.msgpack_loads(model_bytes)
+        except Exception:  # not a thinc model: nothing that reaches torch or transformers
+            continue
+        shims = model_msg.get("shims") if isinstance(model_msg, dict) else None
+        found = False
+        for shim_bytes in _flat(shims or []):
+            try:
+                shim_msg = srsly.msgpack_loads(shim_bytes)
+            except Exception:
+                continue
+            if not isinstance(shim_msg, dict) or "state" not in shim_msg:
+                continue
+            found = True
+            try:
+                if SAVED_KEYS <= set(shim_msg):
+                    saved = read_saved_encoder(shim_bytes)
+                    if saved.state:
+                        load_saved_weights(saved.state)
+                elif isinstance(shim_msg["state"], bytes) and shim_msg["state"]:
+                    load_saved_weights(shim_msg["state"])
+            except TamperedPipelineError as err:
+                raise TamperedPipelineError(f"Component '{component}': {err}") from None
+        if found:
+            checked.append(component)
+    return checked
+
+
+def _saved_models(source: Union[str, Path, bytes]) -> Iterator[Tuple[str, bytes]]:
+    if isinstance(source, bytes):
+        msg = srsly.msgpack_loads(source)
+        for name, value in msg.items() if isinstance(msg, dict) else ():
+            if not isinstance(value, bytes):
+                continue
+            try:
+                component = srsly.msgpack_loads(value)
+            except Exception:
+                continue
+            if isinstance(component, dict) and isinstance(component.get("model"), bytes):
+                yield name, component["model"]
+        return
+    folder = Path(source)
+    if not (folder / "config.cfg").is_file():
+        raise FileNotFoundError(f"{folder} is not a saved spaCy pipeline (it has no config.cfg).")
+    for model_file in sorted(folder.glob("*/model")):
+        if model_file.is_file():
+            yield model_file.parent.name, model_file.read_bytes()
+
+
+def _flat(items) -> Iterator[bytes]:
+    for item in items:
+        if isinstance(item, bytes):
+            yield item
+        elif isinstance(item, (list, tuple)):
+            yield from _flat(item)

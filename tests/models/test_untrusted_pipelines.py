@@ -12,7 +12,7 @@ import srsly
 import torch
 
 import spacy_cls  # noqa: F401
-from spacy_cls.models.saved_checks import TamperedPipelineError
+from spacy_cls.models.saved_checks import TamperedPipelineError, check_saved_pipeline
 
 ENCODER_NODE = "hf_cls_encoder"
 
@@ -286,3 +286,65 @@ def test_real_checkpoint_round_trip(which, tmp_path):
     nlp = spacy.load(pipeline)
     nlp.from_bytes(nlp.to_bytes())
     assert [doc.cats for doc in nlp.pipe(texts)] == pytest.approx(first, abs=1e-5)
+
+
+# --- checking a whole pipeline before loading it ---------------------------------------------
+
+
+def test_check_saved_pipeline_passes_a_clean_one(en_pipeline):
+    assert check_saved_pipeline(en_pipeline) == ["cls_classifier"]
+    assert check_saved_pipeline(spacy.load(en_pipeline).to_bytes()) == ["cls_classifier"]
+
+
+@pytest.fixture(scope="module")
+def transformer_pipeline(tiny_bert, tmp_path_factory):
+    """A spacy-transformers `transformer` component, which spacy-transformers loads unchecked."""
+    from spacy.training import Example
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": tiny_bert}})
+    nlp.initialize(lambda: [Example.from_dict(nlp.make_doc("good movie"), {})])
+    folder = tmp_path_factory.mktemp("trf") / "pipeline"
+    nlp.to_disk(folder)
+    return folder
+
+
+def edit_any_hf_shim(model_bytes: bytes, edit) -> bytes:
+    model_msg = srsly.msgpack_loads(model_bytes)
+    for shims in model_msg["shims"]:
+        for i, blob in enumerate(shims):
+            msg = srsly.msgpack_loads(blob)
+            if isinstance(msg, dict) and "tokenizer" in msg:
+                edit(msg)
+                shims[i] = srsly.msgpack_dumps(msg)
+    return srsly.msgpack_dumps(model_msg)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_check_saved_pipeline_covers_other_components(route, transformer_pipeline, sandbox, monkeypatch):
+    marker = sandbox / "remote_code_ran"
+    escaped = sandbox / "outside.txt"
+    assert check_saved_pipeline(transformer_pipeline) == ["transformer"]
+
+    def edit(msg):
+        msg["tokenizer"][str(escaped)] = b"x"
+
+    if route == "folder":
+        source = sandbox / "work" / "tampered"
+        shutil.copytree(transformer_pipeline, source)
+        model_file = source / "transformer" / "model"
+        model_file.write_bytes(edit_any_hf_shim(model_file.read_bytes(), edit))
+    else:
+        msg = srsly.msgpack_loads(spacy.load(transformer_pipeline).to_bytes())
+        component = srsly.msgpack_loads(msg["transformer"])
+        component["model"] = edit_any_hf_shim(component["model"], edit)
+        msg["transformer"] = srsly.msgpack_dumps(component)
+        source = srsly.msgpack_dumps(msg)
+    with pytest.raises(TamperedPipelineError, match="Component 'transformer'.*not a plain file name"):
+        check_saved_pipeline(source)
+    assert not escaped.exists() and not marker.exists()
+
+
+def test_check_saved_pipeline_needs_a_pipeline(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.cfg"):
+        check_saved_pipeline(tmp_path)
