@@ -22,6 +22,8 @@ from spacy_transformers.util import make_tempdir
 from thinc.api import get_torch_default_device
 
 from ..models.saved_checks import (
+    check_layer_count,
+    check_state_fits,
     load_saved_weights,
     read_saved_encoder,
     refuse,
@@ -41,10 +43,12 @@ class StrictHFShim(HFShim):
             return self
         device = get_torch_default_device()
         state = load_saved_weights(saved.state, device)
-        config_class = _config_class(saved.config["model_type"])
+        check_layer_count(saved.config, state)
+        config, skeleton = _build_checked(self.model_cls, saved.config)
+        check_parameters(skeleton, state)
+        check_state_fits(skeleton, state)
         with make_tempdir() as folder:
             write_tokenizer_folder(folder, saved)
-            config = config_class.from_dict(saved.config)
             tokenizer = self.tokenizer_cls.from_pretrained(
                 str(folder), **saved.tokenizer_settings, trust_remote_code=False, local_files_only=True
             )
@@ -60,15 +64,21 @@ class StrictHFShim(HFShim):
         return self
 
 
-def _config_class(model_type: str):
+def _build_checked(model_cls, config_dict: Dict):
+    """The model config, and the model built from it on the meta device (names and
+    shapes only, no memory for the weights)."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    return CONFIG_MAPPING[model_type]
+    try:
+        config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(config_dict)
+        with torch.device("meta"):
+            skeleton = model_cls.from_config(config, trust_remote_code=False)
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, OverflowError) as err:
+        raise refuse(f"its model config does not build a model ({type(err).__name__}: {err})") from None
+    return config, skeleton
 
 
-def load_state_strictly(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
-    """Load `state` into `model`: every parameter must be there; tensors the file has
-    and the model lacks (old buffers) are dropped with a warning."""
+def check_parameters(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
     missing = sorted(name for name, _ in model.named_parameters() if name not in state)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -78,6 +88,12 @@ def load_state_strictly(model: torch.nn.Module, state: Dict[str, torch.Tensor]) 
             "with another transformers version: install the version it was trained with "
             "(its meta.json lists it), or train it again."
         )
+
+
+def load_state_strictly(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
+    """Load `state` into `model`: every parameter must be there; tensors the file has
+    and the model lacks (old buffers) are dropped with a warning."""
+    check_parameters(model, state)
     unexpected = sorted(set(state) - set(model.state_dict()))
     try:
         # Not strict: buffers a transformers version adds or drops may differ.

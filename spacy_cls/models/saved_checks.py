@@ -266,3 +266,33 @@ def _flat(items) -> Iterator[bytes]:
             yield item
         elif isinstance(item, (list, tuple)):
             yield from _flat(item)
+
+
+LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+NUMBERED = re.compile(r"(?:^|\.)(\d+)\.")
+
+
+def check_layer_count(config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a config that declares more layers than the saved weights hold, before a
+    model is built from it (a crafted layer count would otherwise build a huge model)."""
+    numbers = [int(match.group(1)) for key in state for match in [NUMBERED.search(key)] if match]
+    held = max(numbers) + 1 if numbers else 0
+    for key in LAYER_COUNT_KEYS:
+        declared = config.get(key)
+        if isinstance(declared, bool) or not isinstance(declared, int):
+            continue
+        if declared > held:
+            raise refuse(f"its model config declares {key}={declared}, and its weights hold {held} layers")
+
+
+def check_state_fits(skeleton: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse saved tensors whose shapes differ from the model's (`skeleton` may be
+    built on the meta device: only names and shapes are read)."""
+    own = skeleton.state_dict()
+    wrong = [
+        f"{name}: saved {tuple(tensor.shape)}, model {tuple(own[name].shape)}"
+        for name, tensor in state.items()
+        if name in own and tuple(tensor.shape) != tuple(own[name].shape)
+    ]
+    if wrong:
+        raise refuse(f"its weights do not fit its model config ({len(wrong)} tensors, first {wrong[0]})")

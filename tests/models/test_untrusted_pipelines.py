@@ -212,6 +212,9 @@ HOSTILE = {
     "weights not a state dict": (lambda msg: msg.__setitem__("state", _saved([1, 2])), "mapping of parameter names"),
     "weights garbage": (lambda msg: msg.__setitem__("state", b"\x80\x04junk"), "not plain tensors"),
     "loader setting trust_remote_code": (lambda msg: msg["_init_transformer_config"].__setitem__("trust_remote_code", True), "trust_remote_code"),
+    "a million layers declared": (lambda msg: msg["config"].__setitem__("num_hidden_layers", 10**6), "num_hidden_layers=1000000, and its weights hold 2 layers"),
+    "wider than the weights": (lambda msg: msg["config"].__setitem__("intermediate_size", 64), "do not fit its model config.*intermediate"),
+    "heads not dividing the width": (lambda msg: msg["config"].__setitem__("num_attention_heads", 5), "does not build a model"),
     "config not a dict": (lambda msg: msg.__setitem__("config", ["bert"]), "model config is a list"),
     "missing keys": (lambda msg: msg.pop("state"), "not a saved encoder"),
 }
