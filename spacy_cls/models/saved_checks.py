@@ -107,7 +107,9 @@ def check_file_name(name: Any) -> None:
             f"its tokenizer files include {name!r}, which is not a plain file name (a path "
             f"like '../x' or '/x' would be written outside the temporary folder)"
         )
-    if name == CONFIG_FILE or not name.lower().endswith(TOKENIZER_FILE_SUFFIXES):
+    if name == CONFIG_FILE:
+        raise refuse(f"its tokenizer files include '{name}', which would replace the saved model config")
+    if not name.lower().endswith(TOKENIZER_FILE_SUFFIXES):
         raise refuse(
             f"its tokenizer files include '{name}', which is not a tokenizer file (those end in "
             f"{', '.join(TOKENIZER_FILE_SUFFIXES)}; code such as .py files is never saved)"
