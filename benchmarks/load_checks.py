@@ -9,6 +9,7 @@ checkpoints, plus `check_saved_pipeline` on the saved folder.
 No training: the pipelines are initialized and saved as they are.
 """
 import argparse
+import os
 import sys
 import tempfile
 import warnings
@@ -37,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    rows, data = [], {}
+    rows, data = [], {"load_average_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         for lang in LANGUAGES:
             folder = Path(tmp) / lang
@@ -67,7 +68,11 @@ def main() -> None:
     )
     path = write_results(
         "load_checks", "Loading a saved encoder: cost of the checks", table, data,
-        notes=f"Medians of {args.repeats} interleaved repeats in one process.",
+        notes=(
+            f"Medians of {args.repeats} interleaved repeats in one process. Load average "
+            f"(1 min) at the start {data['load_average_start'][0]:.1f}, at the end "
+            f"{os.getloadavg()[0]:.1f}: on a busy machine the figures are noisy, compare the ratio."
+        ),
     )
     print(path.read_text())
 
