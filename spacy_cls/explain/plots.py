@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -179,6 +180,19 @@ def read_training_log(path: PathLike) -> TrainingLog:
     return TrainingLog(steps, scores, columns, losses, source)
 
 
+def _plain_text(plot):
+    """Draw every string as typed: labels, titles and file names may hold `$`, which
+    matplotlib would otherwise read as mathtext (and fail on an odd number of them)."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+@_plain_text
 def plot_training(log: TrainingLog, output: PathLike) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.8))
     ax.plot(log.steps, log.scores, marker="o", color="#1a5fb4", linewidth=2, label="dev score")
@@ -275,6 +289,7 @@ def label_counts(
     )
 
 
+@_plain_text
 def plot_confusion(result: Confusion, output: PathLike, title: str = "") -> Path:
     n = len(result.labels)
     size = min(max(4.5, 0.55 * n + 2.5), 30)
@@ -299,6 +314,7 @@ def plot_confusion(result: Confusion, output: PathLike, title: str = "") -> Path
     return _save(fig, output)
 
 
+@_plain_text
 def plot_label_counts(result: LabelCounts, output: PathLike, title: str = "") -> Path:
     n = len(result.labels)
     fig, ax = plt.subplots(figsize=(9, max(3.0, 0.45 * n + 1.5)))
@@ -370,6 +386,7 @@ def project(vectors: numpy.ndarray, labels: Sequence[str]) -> Projection:
     return Projection(points, explained, list(labels), nearest_centroid_accuracy(vectors, labels))
 
 
+@_plain_text
 def plot_projection(result: Projection, output: PathLike, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(8, 6.5))
     counts = Counter(result.labels)

@@ -231,7 +231,10 @@ def _forward_fine_tuning(model: Model, texts: List[str], docs: List[Doc]) -> Tup
             "fine-tune it. Set quantize_int8 = false to fine-tune, or freeze = true to "
             "train the head alone on the int8 encoder's outputs."
         )
-    _runtime(model).cache.clear()
+    state = _runtime(model)
+    state.cache.clear()
+    # thinc's optimizer replaces the weights' data without bumping their version.
+    state.int8 = None
     shim = model.shims[0]
     transformer = shim._model
     device = shim.device
@@ -376,7 +379,8 @@ class _Runtime:
     cls_only_ok: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = field(
         default_factory=weakref.WeakKeyDictionary
     )
-    int8: Optional[Tuple["weakref.ref[torch.nn.Module]", torch.nn.Module]] = None
+    # (the float module, its weights' version when copied, the int8 copy)
+    int8: Optional[Tuple["weakref.ref[torch.nn.Module]", int, torch.nn.Module]] = None
     n_real_tokens: int = 0
     n_padded_tokens: int = 0
 
@@ -432,8 +436,7 @@ def _bound_cache(model: Model) -> Optional[EncoderCache]:
         model.attrs["mixed_precision_dtype"],
         model.attrs["quantize_int8"],
         str(model.shims[0].device),
-        # Bumped by every in-place change of a weight (optimizer steps, load_state_dict).
-        sum(param._version for param in source.parameters()),
+        _weights_version(source),
     )
     state.cache.bind(source, settings)
     return state.cache
@@ -472,17 +475,23 @@ def _cls_only_matches_full(transformer: torch.nn.Module) -> bool:
 
 
 def _inference_module(model: Model) -> torch.nn.Module:
-    """The torch module that predicts: the encoder, or its int8 copy (made once;
-    the float weights stay for saving and training)."""
+    """The torch module that predicts: the encoder, or its int8 copy (made again
+    whenever the float weights changed since; they stay for saving and training)."""
     source = model.shims[0]._model
     if not model.attrs["quantize_int8"]:
         return source
     state = _runtime(model)
-    if state.int8 is None or state.int8[0]() is not source:
+    version = _weights_version(source)
+    if state.int8 is None or state.int8[0]() is not source or state.int8[1] != version:
         from ..models.quantize import quantize_encoder
 
-        state.int8 = (weakref.ref(source), quantize_encoder(source))
-    return state.int8[1]
+        state.int8 = (weakref.ref(source), version, quantize_encoder(source))
+    return state.int8[2]
+
+
+def _weights_version(module: torch.nn.Module) -> int:
+    """Changes with every in-place change of a weight (optimizer steps, load_state_dict)."""
+    return sum(param._version for param in module.parameters())
 
 
 def average_windows(rows: torch.Tensor, doc_index: torch.Tensor, n_docs: int) -> torch.Tensor:

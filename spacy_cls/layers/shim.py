@@ -1,17 +1,34 @@
-"""spacy-transformers' HFShim, strict about weights on load.
+"""spacy-transformers' HFShim, loading only what was checked, and strict about weights.
 
-When a saved state dict does not match the model built from the saved config,
-``HFShim.from_bytes`` warns and loads with ``strict=False``: tensors missing from
-the file keep their random initial values and the pipeline runs on them. Most such
-differences across transformers versions are buffers (``position_ids``), which is
-harmless; a missing weight matrix is not. This shim keeps the fallback for leftover
-tensors and raises when a parameter is missing.
+Saving is HFShim's. Loading is not: ``HFShim.from_bytes`` writes the saved tokenizer
+file names as given, passes the saved tokenizer settings to
+``AutoTokenizer.from_pretrained`` and unpickles the weights without
+``weights_only=True``, so a tampered pipeline can run code or write files while it
+loads. This shim reads the same format, checked first (`models.saved_checks`).
+
+It is also strict about weights: where HFShim falls back to ``strict=False`` and
+keeps random values for tensors missing from the file, this shim accepts leftover
+tensors (old buffers such as ``position_ids``, with a warning) and raises when a
+parameter is missing.
 """
 import warnings
-from io import BytesIO
-import srsly
+from typing import Dict
+
 import torch
+from spacy.util import SimpleFrozenDict
+from spacy_transformers.data_classes import HFObjects
 from spacy_transformers.layers.hf_shim import HFShim
+from spacy_transformers.util import make_tempdir
+from thinc.api import get_torch_default_device
+
+from ..models.saved_checks import (
+    check_layer_count,
+    check_state_fits,
+    load_saved_weights,
+    read_saved_encoder,
+    refuse,
+    write_tokenizer_folder,
+)
 
 
 class PartialWeightsError(ValueError):
@@ -20,25 +37,49 @@ class PartialWeightsError(ValueError):
 
 class StrictHFShim(HFShim):
     def from_bytes(self, bytes_data: bytes) -> "StrictHFShim":
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            super().from_bytes(bytes_data)
-        fell_back = False
-        for warning in caught:
-            if "strict=False" in str(warning.message):
-                fell_back = True
-            else:
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        if fell_back:
-            check_saved_parameters(self._model, srsly.msgpack_loads(bytes_data)["state"])
+        saved = read_saved_encoder(bytes_data)
+        if not saved.config:
+            self._hfmodel = HFObjects(None, None, None, saved.init_tokenizer_config, saved.init_transformer_config)
+            return self
+        device = get_torch_default_device()
+        state = load_saved_weights(saved.state, device)
+        check_layer_count(saved.config, state)
+        config, skeleton = _build_checked(self.model_cls, saved.config)
+        check_parameters(skeleton, state)
+        check_state_fits(skeleton, state)
+        with make_tempdir() as folder:
+            write_tokenizer_folder(folder, saved)
+            tokenizer = self.tokenizer_cls.from_pretrained(
+                str(folder), **saved.tokenizer_settings, trust_remote_code=False, local_files_only=True
+            )
+            vocab_file_contents = None
+            if hasattr(tokenizer, "vocab_file"):
+                vocab_file = folder / tokenizer.vocab_files_names["vocab_file"]
+                vocab_file_contents = vocab_file.read_bytes() if vocab_file.is_file() else None
+        transformer = self.model_cls.from_config(config, trust_remote_code=False)
+        load_state_strictly(transformer, state)
+        transformer.to(device)
+        self._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents, SimpleFrozenDict(), SimpleFrozenDict())
+        self._model = transformer
         return self
 
 
-def check_saved_parameters(model: torch.nn.Module, state_bytes: bytes) -> None:
-    """Raise if a parameter of `model` is not in the saved state; tensors the file has
-    and the model lacks (old buffers) are dropped with a warning, as before."""
-    saved = set(torch.load(BytesIO(state_bytes), map_location="cpu", weights_only=True))
-    missing = sorted(name for name, _ in model.named_parameters() if name not in saved)
+def _build_checked(model_cls, config_dict: Dict):
+    """The model config, and the model built from it on the meta device (names and
+    shapes only, no memory for the weights)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(config_dict)
+        with torch.device("meta"):
+            skeleton = model_cls.from_config(config, trust_remote_code=False)
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, OverflowError) as err:
+        raise refuse(f"its model config does not build a model ({type(err).__name__}: {err})") from None
+    return config, skeleton
+
+
+def check_parameters(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
+    missing = sorted(name for name, _ in model.named_parameters() if name not in state)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise PartialWeightsError(
@@ -47,9 +88,21 @@ def check_saved_parameters(model: torch.nn.Module, state_bytes: bytes) -> None:
             "with another transformers version: install the version it was trained with "
             "(its meta.json lists it), or train it again."
         )
-    unexpected = sorted(saved - set(model.state_dict()))
-    warnings.warn(
-        f"The saved encoder state has {len(unexpected)} tensor(s) this transformers version's "
-        f"model does not use ({', '.join(unexpected[:5])}); every parameter was loaded.",
-        stacklevel=2,
-    )
+
+
+def load_state_strictly(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
+    """Load `state` into `model`: every parameter must be there; tensors the file has
+    and the model lacks (old buffers) are dropped with a warning."""
+    check_parameters(model, state)
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    try:
+        # Not strict: buffers a transformers version adds or drops may differ.
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise refuse(f"its weights do not fit its model config ({str(err).splitlines()[-1].strip()})") from None
+    if unexpected:
+        warnings.warn(
+            f"The saved encoder state has {len(unexpected)} tensor(s) this transformers version's "
+            f"model does not use ({', '.join(unexpected[:5])}); every parameter was loaded.",
+            stacklevel=3,
+        )

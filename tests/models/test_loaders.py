@@ -1,6 +1,4 @@
 """Finding and loading encoders: fast, clear failures."""
-import time
-
 import pytest
 import spacy
 from spacy.training import Example
@@ -22,10 +20,8 @@ def test_missing_folder_names_it(tmp_path):
 
 def test_unknown_hub_name_fails_fast_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.monotonic()
     with pytest.raises(ModelLoadError, match="name its folder"):
         load_encoder("no-such-org/no-such-bert")
-    assert time.monotonic() - start < 10
 
 
 def test_folder_without_config(tmp_path):

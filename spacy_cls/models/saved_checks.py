@@ -1,0 +1,300 @@
+"""Check a saved encoder before any of it is written to disk or loaded.
+
+A pipeline folder or byte string is data, and loading it must not run code or write
+files. spacy-transformers' ``HFShim.from_bytes`` trusts what it reads: the saved
+tokenizer settings go to ``AutoTokenizer.from_pretrained`` (where
+``trust_remote_code`` plus an ``auto_map`` imports a saved ``.py`` file), the saved
+tokenizer file names are joined to a temporary folder as given (``../x`` or ``/x``
+lands outside it), and the weights are unpickled by a ``torch.load`` call that an
+environment variable can switch to full pickle. `read_saved_encoder` checks all of
+it first and returns only what passed; `load_saved_weights` reads the weights as
+tensors only.
+"""
+import json
+import re
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+
+import srsly
+import torch
+
+# What spacy-transformers saves beside the tokenizer files (HFShim.to_bytes).
+TOKENIZER_SETTINGS = {"use_fast": bool}
+TOKENIZER_SETTINGS_KEY = "kwargs"
+# Settings that make transformers import Python code shipped with a checkpoint.
+CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines")
+# Suffixes of the files tokenizers save (vocabularies, merges, sentencepiece models,
+# tokenizer.json, settings, chat templates); code (.py, .pth, .so) is never one.
+TOKENIZER_FILE_SUFFIXES = (".json", ".txt", ".model", ".jinja", ".spm", ".vocab", ".tiktoken", ".codes", ".bpe")
+PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+# The folder the tokenizer is loaded from holds the model config under this name.
+CONFIG_FILE = "config.json"
+SAVED_KEYS = {"config", "state", "tokenizer", "_init_tokenizer_config", "_init_transformer_config"}
+TOKENIZER_CLASS = re.compile(r"[A-Za-z0-9_]+Tokenizer(Fast)?")
+SOURCE_HINT = (
+    "A pipeline saved by spaCy never holds this: it was changed after saving, or does "
+    "not come from spacy_cls. Load pipelines only from sources you trust, and if you "
+    "trust this one, save it again from the copy it was made from (see "
+    "'Loading pipelines from untrusted sources' in docs/limits.md)."
+)
+
+
+class TamperedPipelineError(ValueError):
+    """A saved encoder holds something loading it could run or write; nothing of it was
+    written or loaded."""
+
+
+@dataclass
+class SavedEncoder:
+    """What a saved encoder holds, checked. `config` is empty for an encoder saved
+    before `initialize`, which has only its loader settings."""
+
+    config: Dict[str, Any]
+    tokenizer_files: Dict[str, bytes]
+    tokenizer_settings: Dict[str, Any]
+    state: bytes
+    init_tokenizer_config: Dict[str, Any]
+    init_transformer_config: Dict[str, Any]
+
+
+def refuse(problem: str) -> TamperedPipelineError:
+    return TamperedPipelineError(f"Refusing to load the saved encoder: {problem}. {SOURCE_HINT}")
+
+
+def read_saved_encoder(bytes_data: bytes) -> SavedEncoder:
+    try:
+        msg = srsly.msgpack_loads(bytes_data)
+    except Exception as err:  # msgpack raises several unrelated types for bad bytes
+        raise refuse(f"its bytes are not a saved encoder ({type(err).__name__}: {err})") from None
+    if not isinstance(msg, dict) or not SAVED_KEYS <= set(msg):
+        raise refuse(f"its bytes are not a saved encoder (expected the keys {sorted(SAVED_KEYS)})")
+    config = _expect(msg["config"], dict, "the model config")
+    tokenizer = dict(_expect(msg["tokenizer"], dict, "the tokenizer entry"))
+    state = _expect(msg["state"], (bytes, dict), "the weights")
+    settings = _expect(tokenizer.pop(TOKENIZER_SETTINGS_KEY, {}), dict, "the tokenizer settings")
+    check_tokenizer_settings(settings)
+    init_tok = _expect(msg["_init_tokenizer_config"], dict, "the tokenizer loader settings")
+    init_trf = _expect(msg["_init_transformer_config"], dict, "the model loader settings")
+    check_loader_settings(init_tok, "tokenizer_config", refuse)
+    check_loader_settings(init_trf, "transformer_config", refuse)
+    if config:
+        check_model_config(config)
+        if not isinstance(state, bytes) or not state:
+            raise refuse("it has a model config but no weights")
+    elif tokenizer or state:
+        raise refuse("it has weights or tokenizer files but no model config")
+    files: Dict[str, bytes] = {}
+    for name, data in tokenizer.items():
+        check_file_name(name)
+        files[name] = _expect(data, bytes, f"the tokenizer file '{name}'")
+        if name.endswith(".json"):
+            check_tokenizer_json(name, data)
+    return SavedEncoder(config, files, settings, state or b"", init_tok, init_trf)
+
+
+def _expect(value: Any, kind, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise refuse(f"{what} is a {type(value).__name__}, where spacy-transformers saves a "
+                     f"{kind.__name__ if isinstance(kind, type) else ' or '.join(k.__name__ for k in kind)}")
+    return value
+
+
+def check_file_name(name: Any) -> None:
+    if not isinstance(name, str) or not PLAIN_FILE_NAME.fullmatch(name) or ".." in name:
+        raise refuse(
+            f"its tokenizer files include {name!r}, which is not a plain file name (a path "
+            f"like '../x' or '/x' would be written outside the temporary folder)"
+        )
+    if name == CONFIG_FILE:
+        raise refuse(f"its tokenizer files include '{name}', which would replace the saved model config")
+    if not name.lower().endswith(TOKENIZER_FILE_SUFFIXES):
+        raise refuse(
+            f"its tokenizer files include '{name}', which is not a tokenizer file (those end in "
+            f"{', '.join(TOKENIZER_FILE_SUFFIXES)}; code such as .py files is never saved)"
+        )
+
+
+def check_tokenizer_settings(settings: Mapping[str, Any]) -> None:
+    for key, value in settings.items():
+        kind = TOKENIZER_SETTINGS.get(key)
+        if kind is None:
+            raise refuse(
+                f"its tokenizer settings include {key}={value!r}; only "
+                f"{', '.join(TOKENIZER_SETTINGS)} may be saved with a tokenizer"
+            )
+        if not isinstance(value, kind):
+            raise refuse(f"its tokenizer setting {key} is {value!r}, not a {kind.__name__}")
+
+
+def check_loader_settings(settings: Mapping[str, Any], where: str, make_error=ValueError) -> None:
+    """Refuse settings that make transformers run code shipped with a checkpoint; also
+    used for the settings a training config gives the loader."""
+    for key in CODE_KEYS:
+        if key in settings and not (key == "trust_remote_code" and settings[key] is False):
+            raise make_error(
+                f"{where} sets {key}, and spacy_cls never runs code shipped with a checkpoint "
+                f"or a pipeline. Use a checkpoint whose architecture transformers ships (BERT, "
+                f"RoBERTa, ELECTRA, DeBERTa, MiniLM, ...), and remove {key}"
+            )
+
+
+def check_model_config(config: Mapping[str, Any]) -> None:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    for key in CODE_KEYS:
+        if key in config:
+            raise refuse(f"its model config sets {key}, which makes transformers import Python code")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING_NAMES:
+        raise refuse(
+            f"its model config names the model type {model_type!r}, which is not an "
+            f"architecture this transformers version ships"
+        )
+
+
+def check_tokenizer_json(name: str, data: bytes) -> None:
+    if name == "tokenizer.json":
+        return  # read by the Rust tokenizers library: vocabulary and rules, no code or paths
+    try:
+        content = json.loads(data.decode("utf8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise refuse(f"its tokenizer file '{name}' is not valid JSON ({err})") from None
+    if not isinstance(content, dict):
+        return
+    for key in CODE_KEYS:
+        if key in content:
+            raise refuse(f"its tokenizer file '{name}' sets {key}, which makes transformers import Python code")
+    for key, value in content.items():
+        # save_pretrained drops these: they would make the tokenizer read a file
+        # from wherever they point.
+        if (key.endswith("_file") or key.endswith("_files")) and value is not None:
+            raise refuse(f"its tokenizer file '{name}' sets {key}={value!r}, a file outside the pipeline")
+    tokenizer_class = content.get("tokenizer_class")
+    if tokenizer_class is not None and not (
+        isinstance(tokenizer_class, str) and TOKENIZER_CLASS.fullmatch(tokenizer_class)
+    ):
+        raise refuse(f"its tokenizer file '{name}' names the tokenizer class {tokenizer_class!r}")
+
+
+def write_tokenizer_folder(folder: Path, saved: SavedEncoder) -> None:
+    """Write the checked model config and tokenizer files into `folder`, and nothing
+    outside it."""
+    root = folder.resolve()
+    (root / CONFIG_FILE).write_text(json.dumps(saved.config), encoding="utf8")
+    for name, data in saved.tokenizer_files.items():
+        path = (root / name).resolve()
+        if path.parent != root:  # check_file_name already refused such names
+            raise refuse(f"its tokenizer file {name!r} would be written outside the temporary folder")
+        path.write_bytes(data)
+
+
+def load_saved_weights(state: bytes, device: Optional[torch.device] = None) -> Dict[str, torch.Tensor]:
+    """The saved state dict, read as tensors only. ``weights_only=True`` is passed
+    explicitly: torch lets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turn full unpickling on
+    only for calls that leave it out."""
+    try:
+        loaded = torch.load(BytesIO(state), map_location=device or "cpu", weights_only=True)
+    except Exception as err:  # damaged bytes raise many types (UnpicklingError, struct.error, ...)
+        raise refuse(f"its weights are not plain tensors ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    if not isinstance(loaded, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in loaded.items()
+    ):
+        raise refuse("its weights are not a mapping of parameter names to tensors")
+    return loaded
+
+
+def check_saved_pipeline(source: Union[str, Path, bytes]) -> List[str]:
+    """Check every torch model saved in a pipeline folder (or `nlp.to_bytes()` data)
+    before loading it, other packages' components included: a spacy-transformers
+    `transformer` component or any thinc PyTorchShim, which load without these checks.
+    Raises TamperedPipelineError naming the component; returns the names of the
+    components it checked."""
+    checked = []
+    for component, model_bytes in _saved_models(source):
+        try:
+            model_msg = srsly.msgpack_loads(model_bytes)
+        except Exception:  # not a thinc model: nothing that reaches torch or transformers
+            continue
+        shims = model_msg.get("shims") if isinstance(model_msg, dict) else None
+        found = False
+        for shim_bytes in _flat(shims or []):
+            try:
+                shim_msg = srsly.msgpack_loads(shim_bytes)
+            except Exception:
+                continue
+            if not isinstance(shim_msg, dict) or "state" not in shim_msg:
+                continue
+            found = True
+            try:
+                if SAVED_KEYS <= set(shim_msg):
+                    saved = read_saved_encoder(shim_bytes)
+                    if saved.state:
+                        load_saved_weights(saved.state)
+                elif isinstance(shim_msg["state"], bytes) and shim_msg["state"]:
+                    load_saved_weights(shim_msg["state"])
+            except TamperedPipelineError as err:
+                raise TamperedPipelineError(f"Component '{component}': {err}") from None
+        if found:
+            checked.append(component)
+    return checked
+
+
+def _saved_models(source: Union[str, Path, bytes]) -> Iterator[Tuple[str, bytes]]:
+    if isinstance(source, bytes):
+        msg = srsly.msgpack_loads(source)
+        for name, value in msg.items() if isinstance(msg, dict) else ():
+            if not isinstance(value, bytes):
+                continue
+            try:
+                component = srsly.msgpack_loads(value)
+            except Exception:
+                continue
+            if isinstance(component, dict) and isinstance(component.get("model"), bytes):
+                yield name, component["model"]
+        return
+    folder = Path(source)
+    if not (folder / "config.cfg").is_file():
+        raise FileNotFoundError(f"{folder} is not a saved spaCy pipeline (it has no config.cfg).")
+    for model_file in sorted(folder.glob("*/model")):
+        if model_file.is_file():
+            yield model_file.parent.name, model_file.read_bytes()
+
+
+def _flat(items) -> Iterator[bytes]:
+    for item in items:
+        if isinstance(item, bytes):
+            yield item
+        elif isinstance(item, (list, tuple)):
+            yield from _flat(item)
+
+
+LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+NUMBERED = re.compile(r"(?:^|\.)(\d+)\.")
+
+
+def check_layer_count(config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a config that declares more layers than the saved weights hold, before a
+    model is built from it (a crafted layer count would otherwise build a huge model)."""
+    numbers = [int(match.group(1)) for key in state for match in [NUMBERED.search(key)] if match]
+    held = max(numbers) + 1 if numbers else 0
+    for key in LAYER_COUNT_KEYS:
+        declared = config.get(key)
+        if isinstance(declared, bool) or not isinstance(declared, int):
+            continue
+        if declared > held:
+            raise refuse(f"its model config declares {key}={declared}, and its weights hold {held} layers")
+
+
+def check_state_fits(skeleton: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse saved tensors whose shapes differ from the model's (`skeleton` may be
+    built on the meta device: only names and shapes are read)."""
+    own = skeleton.state_dict()
+    wrong = [
+        f"{name}: saved {tuple(tensor.shape)}, model {tuple(own[name].shape)}"
+        for name, tensor in state.items()
+        if name in own and tuple(tensor.shape) != tuple(own[name].shape)
+    ]
+    if wrong:
+        raise refuse(f"its weights do not fit its model config ({len(wrong)} tensors, first {wrong[0]})")
