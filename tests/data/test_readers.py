@@ -1,6 +1,7 @@
 """Tests for spacy_cls.data.readers: parsing, rejection reasons, the config corpus reader,
 and the row counts of the real data sets (skipped when the data folder is missing)."""
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import List, Union
@@ -22,7 +23,8 @@ from spacy_cls.data.readers import (
     split_records,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+# SPACY_CLS_DATA: the folder holding the public data sets (default: shared/data beside the project)
+DATA = Path(os.environ.get("SPACY_CLS_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"data folder {DATA} not found")
 
 
