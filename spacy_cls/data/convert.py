@@ -92,7 +92,9 @@ class ConversionReport:
 
     def write_json(self, path: Optional[PathLike] = None) -> Path:
         target = Path(path) if path is not None else self.report_path
-        target.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n"
+        # a rejected row's raw line may hold a lone surrogate: JSON writes it as \udXXX
+        target.write_bytes(text.encode("utf-8", errors="backslashreplace"))
         return target
 
     def summary(self) -> str:
@@ -103,7 +105,11 @@ class ConversionReport:
             lines.append(_shared_summary(self))
         lines.append("dry run: nothing written" if self.dry_run else f"report: {self.report_path}")
         if self.train_command:
-            lines.append(f"train: {self.train_command}")
+            if self.dev is None and self.holdout is None:
+                lines.append("train (DEV.spacy: a dev corpus, e.g. converted with --dev, or held out with --holdout):")
+            else:
+                lines.append("train:")
+            lines.append(f"  {self.train_command}")
         return "\n".join(lines)
 
 
@@ -182,8 +188,11 @@ def convert(
     input_path, output_path = Path(input_path), Path(output_path)
     _check_holdout_options(holdout, holdout_output, dev)
     inputs = [input_path] + ([Path(dev[0])] if dev is not None else [])
-    outputs = [output_path] + ([Path(dev[1])] if dev is not None else [])
-    outputs += [Path(holdout_output)] if holdout_output is not None else []
+    outputs = {"output": output_path}
+    if dev is not None:
+        outputs["dev output"] = Path(dev[1])
+    if holdout_output is not None:
+        outputs["held-out output"] = Path(holdout_output)
     _check_outputs(inputs, outputs)
     nlp = nlp if nlp is not None else spacy.blank(lang)
     rows, rejected = accepted_rows(input_path, spec, exclusive=exclusive,
@@ -229,22 +238,23 @@ def _check_holdout_options(holdout: float, holdout_output: Optional[PathLike],
         raise ValueError("Give a dev file (--dev) or a held-out fraction of the input (--holdout), not both.")
 
 
-def _check_outputs(inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
-    for output in outputs:
+def _check_outputs(inputs: Sequence[Path], outputs: Dict[str, Path]) -> None:
+    for output in outputs.values():
         if output.suffix != ".spacy":
             raise ValueError(
                 f"Output {output} must end with .spacy (spaCy's corpus reader skips other files)."
             )
-    for i, output in enumerate(outputs):
-        for other in outputs[:i]:
+    named = list(outputs.items())
+    for i, (role, output) in enumerate(named):
+        for other_role, other in named[:i]:
             if _same_file(output, other):
                 raise ValueError(
-                    f"Two outputs are the same file ({output}): the second would overwrite the first. "
+                    f"The {role} {output} is the same file as the {other_role}: it would overwrite it. "
                     f"Give each output its own path, e.g. train.spacy and dev.spacy."
                 )
         for source in inputs:
             if _same_file(output, source):
-                raise ValueError(f"Output {output} is the input file {source}: give another output path.")
+                raise ValueError(f"The {role} {output} is the input file {source}: give another path.")
 
 
 def _same_file(a: Path, b: Path) -> bool:
