@@ -324,7 +324,8 @@ EXPECTED = {
 
 
 def documented_commands() -> dict:
-    lines = (ROOT / "docs" / "convert.md").read_text(encoding="utf-8").splitlines()
+    section = (ROOT / "docs" / "convert.md").read_text(encoding="utf-8").split("## The public data sets")[1]
+    lines = section.split("\n## ")[0].splitlines()
     commands = [shlex.split(line) for line in lines if line.startswith("python -m spacy_cls convert ")]
     return {args[4].split("/")[1]: args[3:] for args in commands}
 

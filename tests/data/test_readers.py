@@ -372,7 +372,8 @@ def test_corpus_reader_trains_a_textcat(tmp_path):
 
 def test_docs_config_snippet_resolves(tmp_path):
     docs = (Path(__file__).resolve().parents[2] / "docs" / "convert.md").read_text(encoding="utf-8")
-    snippet = docs.split("```ini\n")[1].split("```")[0]
+    snippet = next(block.split("```")[0] for block in docs.split("```ini\n")[1:]
+                   if "LabelledTextCorpus" in block.split("```")[0])
     train = write(tmp_path, "train.tsv", "sentence\tlabel\nfine film \t1\n")
     dev = write(tmp_path, "dev.tsv", "sentence\tlabel\ndull \t0\n")
     config = Config().from_str(snippet, overrides={"paths.train": str(train), "paths.dev": str(dev)})
