@@ -30,13 +30,16 @@ def check_split(split: str, holdout: float) -> None:
             f"holdout={holdout} needs split='train' or split='dev' (the two sides of the "
             f"held-out split); use split='all' with holdout=0 to read every row."
         )
-    if split != "all":
-        check_holdout(holdout)
+    if split != "all" and not 0.0 < holdout < 1.0:
+        raise ValueError(
+            f"split={split!r} needs a held-out fraction between 0 and 1 (e.g. holdout=0.1), "
+            f"not {holdout}."
+        )
 
 
 def check_holdout(holdout: float) -> None:
     if not 0.0 < holdout < 1.0:
-        raise ValueError(f"The held-out fraction must be between 0 and 1 (e.g. 0.1), not {holdout}.")
+        raise ValueError(f"Holding rows out needs a held-out fraction between 0 and 1 (e.g. 0.1), not {holdout}.")
 
 
 def holdout_indexes(n_rows: int, holdout: float, seed: int) -> Set[int]:
