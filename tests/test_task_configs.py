@@ -75,7 +75,7 @@ def test_fine_tuning_defaults(name):
     assert optimizer["L2_is_weight_decay"] is True and optimizer["grad_clip"] == 1.0
     assert training["batcher"] == {"@batchers": "spacy.batch_by_sequence.v1", "size": 32, "get_length": None}
     model = Config().from_disk(config_path(name))["components"][CONFIGS[name][0]]["model"]
-    assert model["max_length"] == (64 if name in ("en_sst2", "zh_tnews") else 128)
+    assert model["max_length"] == (64 if name in ("en_sst2", "en_trec", "zh_tnews") else 128)
 
 
 def resolve_corpora(name: str, extra: Dict = None):

@@ -62,6 +62,13 @@ LangOpt = Annotated[str, typer.Option(help="spaCy language code for the tokenize
 DevOpt = Annotated[Optional[Tuple[Path, Path]], typer.Option(
     metavar="DEVFILE DEVOUTPUT",
     help="Also convert a dev file (same options and label set) and count texts shared with the input.")]
+HoldoutOpt = Annotated[float, typer.Option(
+    help="Hold out this fraction of the input's accepted rows (e.g. 0.1) and write them to "
+         "--holdout-output: the rows that spacy_cls.LabelledTextCorpus.v1 with split='dev', "
+         "the same holdout and seed holds out.")]
+HoldoutOutputOpt = Annotated[Optional[Path], typer.Option(
+    help="Output (.spacy) for the held-out rows of --holdout.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed that chooses the held-out rows (as the reader's seed).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Read and report only: write no .spacy or report file.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit with status 1 if any row is rejected.")]
 ProgressOpt = Annotated[Optional[bool], typer.Option(
@@ -87,6 +94,9 @@ def convert_command(
     labels_file: LabelsFileOpt = None,
     lang: LangOpt = "en",
     dev: DevOpt = None,
+    holdout: HoldoutOpt = 0.0,
+    holdout_output: HoldoutOutputOpt = None,
+    seed: SeedOpt = 0,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     progress: ProgressOpt = None,
@@ -108,8 +118,8 @@ def convert_command(
         )
         report = convert(
             input_path, output_path, spec, lang=lang, exclusive=not multilabel,
-            labels=parse_labels(labels, labels_file), dev=_dev_pair(dev), progress=progress,
-            dry_run=dry_run,
+            labels=parse_labels(labels, labels_file), dev=_dev_pair(dev), holdout=holdout,
+            holdout_output=holdout_output, seed=seed, progress=progress, dry_run=dry_run,
         )
     except (ValueError, OSError) as e:
         typer.echo(f"Error: {e}", err=True)

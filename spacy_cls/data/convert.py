@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,23 +16,16 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import spacy
 from spacy.language import Language
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import DocBin
 from tqdm import tqdm
 
-from .readers import (
-    DEFAULT_SPEC,
-    ReaderSpec,
-    Rejected,
-    Row,
-    cats_for,
-    check_labels,
-    declared_labels,
-    describe_rejected,
-    detect_header,
-    read_rows,
-    resolve_label_set,
-    split_records,
-)
+from .checks import accepted_rows
+from .corpus import check_holdout, holdout_split
+from .formats import header_line
+from .labels import cats_for, declared_labels, resolve_label_set, single_row_labels
+from .lines import count_lines, uses_cr_line_ends
+from .records import Rejected, Row, describe_rejected, reject
+from .spec import DEFAULT_SPEC, ReaderSpec
 
 PathLike = Union[str, Path]
 # Files with fewer rows than this get no progress bar.
@@ -38,6 +33,21 @@ PROGRESS_MIN_ROWS = 5000
 # At most this many shared train/dev texts are listed in the report (all are counted).
 MAX_SHARED_LISTED = 1000
 MAX_RAW_CHARS = 200
+# A training config of this project for the printed train command, by (lang, exclusive).
+EXAMPLE_CONFIGS = {
+    ("en", True): "configs/en_demo.cfg",
+    ("zh", True): "configs/zh_demo.cfg",
+    ("en", False): "configs/en_goemotions.cfg",
+}
+
+
+@dataclass
+class Holdout:
+    """The held-out side of the input: `rows` of it written to `output`."""
+    output: str
+    fraction: float
+    seed: int
+    rows: int = 0
 
 
 @dataclass
@@ -54,11 +64,15 @@ class ConversionReport:
     physical_lines: int
     duplicate_texts: int
     conflicting_duplicates: int
+    header_line: Optional[str] = None
+    single_row_labels: Dict[str, int] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     dry_run: bool = False
     dev: Optional["ConversionReport"] = None
+    holdout: Optional[Holdout] = None
     shared_with_dev: int = 0
     shared_texts: List[str] = field(default_factory=list)
+    train_command: Optional[str] = None
 
     @property
     def rows_rejected(self) -> int:
@@ -78,15 +92,24 @@ class ConversionReport:
 
     def write_json(self, path: Optional[PathLike] = None) -> Path:
         target = Path(path) if path is not None else self.report_path
-        target.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n"
+        # a rejected row's raw line may hold a lone surrogate: JSON writes it as \udXXX
+        target.write_bytes(text.encode("utf-8", errors="backslashreplace"))
         return target
 
     def summary(self) -> str:
         lines = _file_summary(self)
         if self.dev is not None:
             lines += _file_summary(self.dev)
+        if self.dev is not None or self.holdout is not None:
             lines.append(_shared_summary(self))
         lines.append("dry run: nothing written" if self.dry_run else f"report: {self.report_path}")
+        if self.train_command:
+            if self.dev is None and self.holdout is None:
+                lines.append("train (DEV.spacy: a dev corpus, e.g. converted with --dev, or held out with --holdout):")
+            else:
+                lines.append("train:")
+            lines.append(f"  {self.train_command}")
         return "\n".join(lines)
 
 
@@ -102,10 +125,14 @@ def _rejected_dict(rejected: Rejected) -> Dict[str, Any]:
 
 def _file_summary(report: ConversionReport) -> List[str]:
     mode = "exclusive" if report.exclusive else "multi-label"
+    header = f"line 1: {report.header_line!r}" if report.header else "no"
+    written = f"written {report.rows_written:,}"
+    if report.holdout is not None:
+        written += (f" ({report.rows_written - report.holdout.rows:,} to {report.output}, "
+                    f"{report.holdout.rows:,} held out to {report.holdout.output})")
     lines = [
         f"{report.input} -> {report.output}",
-        f"  read {report.rows_read:,}  written {report.rows_written:,}  rejected {report.rows_rejected:,}"
-        f"  (header line: {'yes' if report.header else 'no'})",
+        f"  read {report.rows_read:,}  {written}  rejected {report.rows_rejected:,}  (header: {header})",
         f"  labels ({len(report.labels)}, {mode}): {_label_distribution(report)}",
         f"  duplicate texts: {report.duplicate_texts:,} (with conflicting labels: {report.conflicting_duplicates:,})",
     ]
@@ -123,7 +150,8 @@ def _label_distribution(report: ConversionReport, n: int = 10) -> str:
 
 
 def _shared_summary(report: ConversionReport) -> str:
-    line = f"texts in both {report.input} and {report.dev.input if report.dev else 'dev'}: {report.shared_with_dev:,}"
+    other = report.dev.input if report.dev else f"the held-out rows ({report.holdout.output})"
+    line = f"texts in both {report.input} and {other}: {report.shared_with_dev:,}"
     if report.shared_texts:
         line += "  e.g. " + " | ".join(repr(t[:60]) for t in report.shared_texts[:3])
     return line
@@ -138,6 +166,9 @@ def convert(
     exclusive: bool = True,
     labels: Optional[Sequence[str]] = None,
     dev: Optional[Tuple[PathLike, PathLike]] = None,
+    holdout: float = 0.0,
+    holdout_output: Optional[PathLike] = None,
+    seed: int = 0,
     nlp: Optional[Language] = None,
     progress: Optional[bool] = None,
     write_report: bool = True,
@@ -147,64 +178,130 @@ def convert(
 
     The label set is `labels` if given, else the names in `spec.label_names`, else the
     labels seen in the input. Dev rows with labels outside that set are rejected.
+    `holdout=f` with `holdout_output` writes a fixed fraction f of the accepted rows
+    (chosen by `seed`) there instead of to `output_path`: the same rows that
+    `spacy_cls.LabelledTextCorpus.v1` with split="dev", holdout=f and seed holds out.
+    Rows whose text is longer than `nlp.max_length` are rejected.
     `progress=None` shows a bar for large files on a terminal. `dry_run=True` reads and
     reports without writing the `.spacy` or report files.
     """
-    _check_output(output_path)
+    input_path, output_path = Path(input_path), Path(output_path)
+    _check_holdout_options(holdout, holdout_output, dev)
+    inputs = [input_path] + ([Path(dev[0])] if dev is not None else [])
+    outputs = {"output": output_path}
     if dev is not None:
-        _check_output(dev[1])
-    tokenizer_nlp = None if dry_run else (nlp if nlp is not None else spacy.blank(lang))
-    rows, rejected = _read(input_path, spec, exclusive, declared_labels(spec, labels))
+        outputs["dev output"] = Path(dev[1])
+    if holdout_output is not None:
+        outputs["held-out output"] = Path(holdout_output)
+    _check_outputs(inputs, outputs)
+    nlp = nlp if nlp is not None else spacy.blank(lang)
+    rows, rejected = accepted_rows(input_path, spec, exclusive=exclusive,
+                                   allowed=declared_labels(spec, labels), max_length=nlp.max_length)
     label_set = resolve_label_set(spec, rows, labels)
-    pairs = [(Path(input_path), Path(output_path), rows, rejected)]
+    parts = [(output_path, rows)]
+    if holdout_output is not None:
+        parts = list(zip((output_path, Path(holdout_output)), holdout_split(rows, holdout, seed)))
+    written = [_write(target, nlp, part, label_set, progress, input_path, rejected, dry_run)
+               for target, part in parts]
+    report = _report(input_path, output_path, spec, rows, rejected, sum(written), label_set,
+                     exclusive, dry_run)
+    if holdout_output is not None:
+        report.holdout = Holdout(str(holdout_output), holdout, seed, written[1])
+        _set_shared(report, parts[0][1], parts[1][1])
+    reports = [report]
     if dev is not None:
-        dev_rows, dev_rejected = _read(dev[0], spec, exclusive, label_set)
-        pairs.append((Path(dev[0]), Path(dev[1]), dev_rows, dev_rejected))
-    reports = []
-    for source, target, file_rows, file_rejected in pairs:
-        written = len(file_rows)
-        if tokenizer_nlp is not None:
-            written = _write_docbin(target, tokenizer_nlp, file_rows, label_set, _progress(progress, written, source))
-        reports.append(_report(source, target, spec, file_rows, file_rejected, written, label_set, exclusive, dry_run))
-    report = reports[0]
-    if dev is not None:
-        report.dev = reports[1]
-        shared = _shared_texts(rows, pairs[1][2])
-        report.shared_with_dev = len(shared)
-        report.shared_texts = shared[:MAX_SHARED_LISTED]
+        dev_rows, dev_rejected = accepted_rows(dev[0], spec, exclusive=exclusive, allowed=label_set,
+                                               max_length=nlp.max_length)
+        dev_written = _write(Path(dev[1]), nlp, dev_rows, label_set, progress, Path(dev[0]),
+                             dev_rejected, dry_run)
+        report.dev = _report(Path(dev[0]), Path(dev[1]), spec, dev_rows, dev_rejected, dev_written,
+                             label_set, exclusive, dry_run)
+        _set_shared(report, rows, dev_rows)
+        reports.append(report.dev)
+    if not dry_run:
+        report.train_command = train_command(report, lang)
     if write_report and not dry_run:
         for file_report in reports[1:] + [report]:
             file_report.write_json()
     return report
 
 
-def _check_output(output_path: PathLike) -> None:
-    if Path(output_path).suffix != ".spacy":
-        raise ValueError(
-            f"Output {output_path} must end with .spacy (spaCy's corpus reader skips other files)."
-        )
+def _check_holdout_options(holdout: float, holdout_output: Optional[PathLike],
+                           dev: Optional[Tuple[PathLike, PathLike]]) -> None:
+    if holdout_output is None and not holdout:
+        return
+    if holdout_output is None:
+        raise ValueError(f"A held-out fraction ({holdout}) needs an output for the held-out rows "
+                         f"(--holdout-output dev.spacy).")
+    check_holdout(holdout)
+    if dev is not None:
+        raise ValueError("Give a dev file (--dev) or a held-out fraction of the input (--holdout), not both.")
 
 
-def _read(path: PathLike, spec: ReaderSpec, exclusive: bool,
-          allowed: Optional[Sequence[str]]) -> Tuple[List[Row], List[Rejected]]:
-    return split_records(check_labels(read_rows(path, spec), exclusive, allowed))
+def _check_outputs(inputs: Sequence[Path], outputs: Dict[str, Path]) -> None:
+    for output in outputs.values():
+        if output.suffix != ".spacy":
+            raise ValueError(
+                f"Output {output} must end with .spacy (spaCy's corpus reader skips other files)."
+            )
+    named = list(outputs.items())
+    for i, (role, output) in enumerate(named):
+        for other_role, other in named[:i]:
+            if _same_file(output, other):
+                raise ValueError(
+                    f"The {role} {output} is the same file as the {other_role}: it would overwrite it. "
+                    f"Give each output its own path, e.g. train.spacy and dev.spacy."
+                )
+        for source in inputs:
+            if _same_file(output, source):
+                raise ValueError(f"The {role} {output} is the input file {source}: give another path.")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _set_shared(report: ConversionReport, train: Sequence[Row], dev: Sequence[Row]) -> None:
+    shared = _shared_texts(train, dev)
+    report.shared_with_dev = len(shared)
+    report.shared_texts = shared[:MAX_SHARED_LISTED]
+
+
+def train_command(report: ConversionReport, lang: str) -> str:
+    """`spacy train` on the written files with spaCy's own corpus reader, which the
+    command line puts in place of the config's corpus blocks."""
+    dev = report.dev.output if report.dev else report.holdout.output if report.holdout else "DEV.spacy"
+    config = EXAMPLE_CONFIGS.get((lang, report.exclusive), "CONFIG.cfg")
+    args = ["python", "-m", "spacy", "train", config, "--output", "training",
+            "--paths.train", report.output, "--paths.dev", dev]
+    for corpus in ("train", "dev"):
+        block = json.dumps({"@readers": "spacy.Corpus.v1", "path": f"${{paths.{corpus}}}"})
+        args += [f"--corpora.{corpus}", block]
+    return " ".join(shlex.quote(arg) for arg in args)
 
 
 def _report(input_path: Path, output_path: Path, spec: ReaderSpec, rows: List[Row], rejected: List[Rejected],
             written: int, label_set: List[str], exclusive: bool, dry_run: bool) -> ConversionReport:
+    """`rejected` includes rows refused while writing, which `rows` still holds."""
+    written_rows = rows if len(rows) == written else _rows_written(rows, rejected)
+    first_line = header_line(input_path, spec)
     report = ConversionReport(
         input=str(input_path),
         output=str(output_path),
-        rows_read=len(rows) + len(rejected),
+        rows_read=len(written_rows) + len(rejected),
         rows_written=written,
         rejected=sorted(rejected, key=lambda r: r.line_no),
         labels=list(label_set),
-        label_counts=_label_counts(rows, label_set),
+        label_counts=_label_counts(written_rows, label_set),
         exclusive=exclusive,
-        header=detect_header(input_path, spec),
-        physical_lines=_count_lines(Path(input_path)),
-        duplicate_texts=_duplicate_count(rows),
-        conflicting_duplicates=_conflict_count(rows),
+        header=first_line is not None,
+        header_line=first_line,
+        physical_lines=count_lines(Path(input_path)),
+        duplicate_texts=_duplicate_count(written_rows),
+        conflicting_duplicates=_conflict_count(written_rows),
+        single_row_labels=single_row_labels(written_rows),
         dry_run=dry_run,
     )
     report.warnings = _warnings(report, spec)
@@ -216,20 +313,31 @@ def _report(input_path: Path, output_path: Path, spec: ReaderSpec, rows: List[Ro
     return report
 
 
+def _rows_written(rows: List[Row], rejected: List[Rejected]) -> List[Row]:
+    refused = {r.line_no for r in rejected}
+    return [row for row in rows if row.line_no not in refused]
+
+
 def _progress(progress: Optional[bool], n_rows: int, path: Path) -> Optional[Dict[str, Any]]:
     if progress is False or (progress is None and n_rows < PROGRESS_MIN_ROWS):
         return None
     return {"total": n_rows, "desc": f"{path.name}", "unit": " docs", "disable": None if progress is None else False}
 
 
-def _write_docbin(output_path: Path, nlp: Language, rows: List[Row], label_set: List[str],
-                  progress: Optional[Dict[str, Any]]) -> int:
-    """Writes one Doc per row; returns the number of Docs written."""
+def _write(output_path: Path, nlp: Language, rows: List[Row], label_set: List[str],
+           progress: Optional[bool], source: Path, rejected: List[Rejected], dry_run: bool) -> int:
+    """Writes one Doc per row; a row the tokenizer refuses goes to `rejected`.
+    Returns the number of Docs written (in a dry run: the rows that would be)."""
+    if dry_run:
+        return len(rows)
     docbin = DocBin(attrs=[], store_user_data=False)  # text and cats are all training needs
-    docs: Iterable[Doc] = (nlp.make_doc(row.text) for row in rows)
-    if progress is not None:
-        docs = tqdm(docs, **progress)
-    for row, doc in zip(rows, docs):
+    bar = _progress(progress, len(rows), source)
+    for row in tqdm(rows, **bar) if bar is not None else rows:
+        try:
+            doc = nlp.make_doc(row.text)
+        except (ValueError, UnicodeError) as e:  # a custom tokenizer's refusal, say
+            rejected.append(reject(row, f"the tokenizer refused the text: {e}"))
+            continue
         doc.cats = cats_for(row.labels, label_set)
         docbin.add(doc)
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,15 +369,6 @@ def _shared_texts(train: Iterable[Row], dev: Iterable[Row]) -> List[str]:
     return [text for text in dict.fromkeys(row.text for row in dev) if text in train_texts]
 
 
-def _count_lines(path: Path) -> int:
-    count, last = 0, b""
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            count += chunk.count(b"\n")
-            last = chunk
-    return count + (1 if last and not last.endswith(b"\n") else 0)
-
-
 def _warnings(report: ConversionReport, spec: ReaderSpec) -> List[str]:
     warnings = []
     records_lines = report.rows_read + (1 if report.header else 0)
@@ -283,4 +382,14 @@ def _warnings(report: ConversionReport, spec: ReaderSpec) -> List[str]:
     unused = [label for label, n in report.label_counts.items() if n == 0]
     if unused:
         warnings.append(f"{len(unused)} labels have no rows: {unused[:10]}")
+    for label, line_no in list(report.single_row_labels.items())[:10]:
+        hint = "; if line 1 is a header, pass --header" if line_no == 1 and not report.header else ""
+        warnings.append(
+            f"label {label!r} is on one row only (line {line_no}): a typo? Fix it, or give the "
+            f"label set (--labels) to reject other labels{hint}"
+        )
+    if len(report.single_row_labels) > 10:
+        warnings.append(f"… and {len(report.single_row_labels) - 10} more labels on one row only")
+    if uses_cr_line_ends(Path(report.input)):
+        warnings.append("the file has CR (classic Mac) line endings: its lines were split at each CR")
     return warnings

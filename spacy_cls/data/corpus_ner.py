@@ -3,8 +3,8 @@
     {"text": "...", "label": "SPORTS", "entities": [[start_char, end_char, "PERSON"], ...]}
 
 It yields `Example`s with both `cats` and `entities`, so that one `spacy train` run
-trains `cls_classifier` and `ner` together. Lines it cannot use are skipped with one
-warning that names them.
+trains `cls_classifier` and `ner` together. Lines it cannot use (blank ones included)
+are skipped with one warning that counts and names them: yielded + skipped = lines.
 """
 import json
 import logging
@@ -15,6 +15,11 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 from spacy.language import Language
 from spacy.training import Example
 from spacy.util import registry
+
+from .checks import SPACY_MAX_LENGTH
+from .labels import check_label
+from .lines import check_text_file, decoded_lines
+from .records import Rejected, RowError
 
 logger = logging.getLogger("spacy_cls")
 
@@ -45,6 +50,13 @@ def parse_line(line: str) -> Tuple[str, str, Tuple[Entity, ...]]:
         raise LineError("missing or empty 'text'")
     if not isinstance(label, str) or not label.strip():
         raise LineError("missing or empty 'label'")
+    try:
+        text.encode("utf-8")
+        check_label(label.strip())
+    except UnicodeEncodeError as e:
+        raise LineError(f"text has a lone surrogate {text[e.start]!r} at character {e.start + 1}") from None
+    except RowError as e:
+        raise LineError(str(e)) from None
     entities = []
     for item in value.get("entities") or []:
         if not (isinstance(item, (list, tuple)) and len(item) == 3):
@@ -58,21 +70,29 @@ def parse_line(line: str) -> Tuple[str, str, Tuple[Entity, ...]]:
     return text, label.strip(), tuple(entities)
 
 
-def read_cats_ents(path: Union[str, Path]) -> Tuple[List[CatsEntsRow], List[Tuple[int, str]]]:
+def read_cats_ents(path: Union[str, Path], max_length: int = SPACY_MAX_LENGTH
+                   ) -> Tuple[List[CatsEntsRow], List[Tuple[int, str]]]:
     """The usable rows and (line number, reason) for every line skipped."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Corpus file not found: {path}")
+    check_text_file(path)
     rows: List[CatsEntsRow] = []
     skipped: List[Tuple[int, str]] = []
-    with path.open(encoding="utf-8-sig") as f:
-        for line_no, line in enumerate(f, start=1):
+    for item in decoded_lines(path, "utf-8"):
+        if isinstance(item, Rejected):
+            skipped.append((item.line_no, item.reason))
+            continue
+        line_no, line = item
+        try:
             if not line.strip():
-                continue
-            try:
-                rows.append(CatsEntsRow(line_no, *parse_line(line)))
-            except LineError as e:
-                skipped.append((line_no, str(e)))
+                raise LineError("blank line")
+            row = CatsEntsRow(line_no, *parse_line(line))
+            if len(row.text) > max_length:
+                raise LineError(f"text of {len(row.text):,} characters is longer than nlp.max_length ({max_length:,})")
+            rows.append(row)
+        except LineError as e:
+            skipped.append((line_no, str(e)))
     return rows, skipped
 
 
@@ -88,15 +108,15 @@ class JsonlCatsEntsCorpus:
         self._label_set: List[str] = []
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
-        rows, label_set = self._load()
+        rows, label_set = self._load(nlp.max_length)
         for row in rows[: self.limit] if self.limit > 0 else rows:
             cats = {label: float(label == row.label) for label in label_set}
             doc = nlp.make_doc(row.text)
             yield Example.from_dict(doc, {"cats": cats, "entities": list(row.entities)})
 
-    def _load(self) -> Tuple[List[CatsEntsRow], List[str]]:
+    def _load(self, max_length: int) -> Tuple[List[CatsEntsRow], List[str]]:
         if self._rows is None:
-            rows, skipped = read_cats_ents(self.path)
+            rows, skipped = read_cats_ents(self.path, max_length)
             if self.labels is not None:
                 allowed = set(self.labels)
                 skipped += [

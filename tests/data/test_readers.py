@@ -1,6 +1,7 @@
 """Tests for spacy_cls.data.readers: parsing, rejection reasons, the config corpus reader,
 and the row counts of the real data sets (skipped when the data folder is missing)."""
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import List, Union
@@ -22,7 +23,8 @@ from spacy_cls.data.readers import (
     split_records,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+# SPACY_CLS_DATA: the folder holding the public data sets (default: shared/data beside the project)
+DATA = Path(os.environ.get("SPACY_CLS_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"data folder {DATA} not found")
 
 
@@ -370,7 +372,8 @@ def test_corpus_reader_trains_a_textcat(tmp_path):
 
 def test_docs_config_snippet_resolves(tmp_path):
     docs = (Path(__file__).resolve().parents[2] / "docs" / "convert.md").read_text(encoding="utf-8")
-    snippet = docs.split("```ini\n")[1].split("```")[0]
+    snippet = next(block.split("```")[0] for block in docs.split("```ini\n")[1:]
+                   if "LabelledTextCorpus" in block.split("```")[0])
     train = write(tmp_path, "train.tsv", "sentence\tlabel\nfine film \t1\n")
     dev = write(tmp_path, "dev.tsv", "sentence\tlabel\ndull \t0\n")
     config = Config().from_str(snippet, overrides={"paths.train": str(train), "paths.dev": str(dev)})
