@@ -15,7 +15,7 @@ os.environ.setdefault("ANSI_COLORS_DISABLED", "1")  # plain text in the progress
 
 import numpy  # noqa: E402
 
-from _common import ROOT, SHARED_DATA, RESULTS  # noqa: E402
+from _common import ROOT, SHARED_DATA, RESULTS, missing_data_message  # noqa: E402
 
 RUNS = RESULTS / "accuracy_runs"
 BATCH_SIZE = 32
@@ -204,11 +204,7 @@ def data_paths(task: Task) -> Dict[str, str]:
     paths = {name: str(SHARED_DATA / rel) for name, rel in task.paths.items()}
     missing = [p for p in paths.values() if not Path(p).exists()]
     if missing:
-        sys.exit(
-            f"Missing data file(s) {missing}. The accuracy benchmark reads the public data sets "
-            f"from a folder `shared/data` next to the project folder, laid out as in "
-            f"docs/accuracy.md."
-        )
+        sys.exit(missing_data_message(missing))
     return paths
 
 
