@@ -4,6 +4,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -67,6 +68,38 @@ def test_spacy_debug_data(tiny_bert):
     assert "320 training docs" in proc.stdout and "80 evaluation docs" in proc.stdout
 
 
+def child_venv(folder: Path) -> Path:
+    """A virtualenv that sees every package the running interpreter sees, then its own.
+
+    `venv --system-site-packages` would link the base interpreter's packages: run from a
+    user's virtualenv, the child would miss everything installed there (spacy_cls
+    included). So the child gets a .pth file that adds the running interpreter's site
+    folders with `site.addsitedir`, which also runs their own .pth files (editable
+    installs). Without pip, the child has no setuptools of its own to shadow the
+    parent's (torch pins one)."""
+    run([sys.executable, "-m", "venv", "--without-pip", folder])
+    python = folder / "bin" / "python"
+    child_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    parents = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
+        parents.append(site.getusersitepackages())
+    lines = [f"import site; site.addsitedir({path!r})" for path in parents]
+    (Path(child_site) / "_parent_site_packages.pth").write_text("\n".join(lines) + "\n", encoding="utf8")
+    return python
+
+
+def test_child_venv_imports_the_running_spacy_cls(tmp_path):
+    python = child_venv(tmp_path / "venv")
+    proc = run([python, "-c", "import spacy_cls, spacy; print(spacy_cls.__file__); print(spacy.__file__)"],
+               cwd=tmp_path)
+    found_cls, found_spacy = proc.stdout.strip().splitlines()[-2:]
+    assert Path(found_cls) == Path(spacy_cls.__file__)
+    assert Path(found_spacy) == Path(spacy.__file__)
+
+
 CHECK_SCRIPT = """
 import json, sys
 import spacy
@@ -104,9 +137,7 @@ def test_package_wheel_installs_and_loads_offline(tiny_bert, tmp_path):
     assert any(line.startswith("Requires-Dist: spacy-cls") for line in requires), requires
 
     venv = tmp_path / "venv"
-    # Without pip, the venv has no setuptools of its own to shadow the system's (torch pins one).
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
-    python = venv / "bin" / "python"
+    python = child_venv(venv)
     # No index: every requirement of the wheel, spacy-cls included, must already be met.
     run([sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-cache-dir", wheels[0]])
     proc = run([python, "-c", CHECK_SCRIPT, json.dumps(texts)], cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
