@@ -366,6 +366,58 @@ def test_frozen_runs_train_the_budgets_rows_for_several_epochs(benchmark_modules
                                           train_limit=16000)
     assert overrides["corpora.train.limit"] == 16000
     assert overrides["training.max_steps"] == 4999
-    assert overrides["training.optimizer.learn_rate.total_steps"] == 5000
-    assert overrides["training.optimizer.learn_rate.warmup_steps"] == 500
     assert overrides["training.optimizer.learn_rate.initial_rate"] == tasks.FROZEN_LEARN_RATE
+    config = tasks.load_config(tasks.TASKS["sst2"], overrides).interpolate()
+    rates = registry.resolve({"rate": config["training"]["optimizer"]["learn_rate"]})["rate"]
+    assert list(itertools.islice(rates, 5001)) == pytest.approx(
+        list(itertools.islice(warmup_linear(tasks.FROZEN_LEARN_RATE, 500, 5000), 5001)))
+
+
+RECORDED_RUNS = sorted((ROOT / "benchmarks" / "results" / "accuracy_runs").glob("*-full*-*.json"))
+
+
+@pytest.mark.parametrize("path", [p for p in RECORDED_RUNS if "-hf-" not in p.name and "-lr-" not in p.name],
+                         ids=lambda p: p.stem)
+def test_each_published_run_has_one_spacy_train_command_that_trains_it(benchmark_modules, path):
+    """The command the accuracy report prints for a run, parsed as `spacy train` parses it,
+    gives the run's training config: same settings, same learning rate at every step."""
+    import json
+    import shlex
+
+    from spacy.cli._util import parse_config_overrides
+
+    tasks, _, _ = benchmark_modules
+    run = json.loads(path.read_text(encoding="utf8"))
+    task = tasks.TASKS[run["task"]]
+    args = shlex.split(tasks.train_command(task, run["overrides"], "training/out"))
+    assert args[:5] == ["python", "-m", "spacy", "train", task.config] and args[5:7] == ["--output", "training/out"]
+    from_command = load_config(ROOT / task.config, overrides=parse_config_overrides(args[7:]), interpolate=True)
+    base = Config().from_disk(ROOT / task.config)
+
+    def in_config(key):
+        node = base
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    # an empty tokenizer_config the config does not name is the architecture's default
+    recorded = {k: v for k, v in run["overrides"].items()
+                if not k.startswith(("paths.", "training.optimizer.learn_rate.")) and (in_config(k) or v not in ({}, None))}
+    recorded["training.optimizer.learn_rate.initial_rate"] = run["overrides"]["training.optimizer.learn_rate.initial_rate"]
+    from_run = load_config(ROOT / task.config, overrides=recorded, interpolate=True)
+    for section in ("components", "nlp", "system"):
+        assert from_command[section] == from_run[section]
+    for key in ("batcher", "max_steps", "dropout", "seed"):
+        assert from_command["training"][key] == from_run["training"][key]
+    assert from_command["corpora"]["train"] == from_run["corpora"]["train"]
+    steps = run["overrides"]["training.max_steps"] + 1
+    rates = registry.resolve({"r": from_command["training"]["optimizer"]["learn_rate"]})["r"]
+    expected = warmup_linear(run["overrides"]["training.optimizer.learn_rate.initial_rate"],
+                             run["overrides"]["training.optimizer.learn_rate.warmup_steps"],
+                             run["overrides"]["training.optimizer.learn_rate.total_steps"])
+    assert list(itertools.islice(rates, steps + 1)) == pytest.approx(list(itertools.islice(expected, steps + 1)))
+    # model-best is chosen among several evaluations, not only the step-0 model
+    assert steps // from_command["training"]["eval_frequency"] >= 4
+    assert from_command["corpora"]["dev"]["limit"] == 0
