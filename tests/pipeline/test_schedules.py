@@ -29,3 +29,10 @@ def test_refuses_a_run_without_a_length(max_steps):
 def test_refuses_a_warm_up_fraction_outside_0_1(fraction):
     with pytest.raises(ValueError, match="warmup_fraction"):
         rates(1, initial_rate=1e-3, max_steps=10, warmup_fraction=fraction)
+
+
+def test_registered_by_entry_point_for_spacy_train_without_code():
+    from importlib.metadata import entry_points
+
+    (point,) = [ep for ep in entry_points(group="thinc_schedules") if ep.name == "spacy_cls.warmup_linear.v1"]
+    assert registry.schedules.get("spacy_cls.warmup_linear.v1") is point.load()
