@@ -14,7 +14,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The public data sets: SPACY_CLS_DATA names their folder; without it, `shared/data`
+# beside the project folder (docs/datasets.md says where to download each one).
+DATA_ENV = "SPACY_CLS_DATA"
+SHARED_DATA = (
+    Path(os.environ[DATA_ENV]).expanduser().resolve() if os.environ.get(DATA_ENV, "").strip()
+    else ROOT.parent / "shared" / "data"
+)
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -35,11 +41,17 @@ LANGUAGES: Dict[str, Language] = {
 def data_file(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        sys.exit(
-            f"Missing data file {path}. The benchmarks read the public SST-2 and ChnSentiCorp "
-            f"data from a folder `shared/data` next to the project folder (see the performance docs)."
-        )
+        sys.exit(missing_data_message([path]))
     return path
+
+
+def missing_data_message(paths: Sequence[Path]) -> str:
+    shown = ", ".join(str(p) for p in paths)
+    return (
+        f"Missing data file(s) {shown}. The benchmarks read the public data sets from "
+        f"{SHARED_DATA}: download them as docs/datasets.md describes and set {DATA_ENV} "
+        f"to the folder that holds them."
+    )
 
 
 def read_sst2(split: str) -> List[Tuple[str, int]]:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from _common import ROOT, markdown_table
-from accuracy_tasks import BATCH_SIZE, FROZEN_EPOCHS, FROZEN_LEARN_RATE, POOLINGS, RESULTS, RUNS, SEED, TASKS, Task
+from accuracy_tasks import (BATCH_SIZE, FROZEN_EPOCHS, FROZEN_LEARN_RATE, POOLINGS, RESULTS, RUNS, SEED, TASKS, Task,
+                            train_command)
 
 Run = Dict
 MODES = ("full", "quick")
@@ -217,7 +218,30 @@ def markdown(runs: Sequence[Run], targets: Sequence[Dict]) -> str:
     for task in TASKS.values():
         lines += task_section(task, runs)
     lines += ["Chart: `benchmarks/results/accuracy.png` (hatched bars: quick mode).", ""]
+    lines += reproduce_section(runs)
     return "\n".join(lines)
+
+
+def reproduce_section(runs: Sequence[Run]) -> List[str]:
+    """One `spacy train` command per spacy_cls run of the full (or larger) budgets."""
+    mine = sorted((r for r in runs if r["system"] == "spacy_cls" and r["mode"] != "quick" and r.get("overrides")),
+                  key=lambda r: (list(TASKS).index(r["task"]), r["mode"], variant_order(r["variant"])))
+    if not mine:
+        return []
+    lines = ["## Reproduce a run with `spacy train`", "",
+             "Run from the folder that holds `data/` (the layout of docs/datasets.md), after "
+             "`bash scripts/setup.sh`. Each command trains what the run trained: the warm-up and decay "
+             "follow `max_steps`, and the dev set is evaluated five times, so `model-best` is picked "
+             "among real candidates (evaluation does not change the weights). The table reports "
+             "`model-last` on the whole dev set: score it with `python -m spacy evaluate` on the dev "
+             "corpus that docs/convert.md's command writes; the accuracy is `cats_micro_f` (exclusive "
+             "classes), the GoEmotions macro-F1 is `cats_macro_f`.", ""]
+    for run in mine:
+        task = TASKS[run["task"]]
+        command = train_command(task, run["overrides"], f"training/{run['key']}")
+        lines += [f"- {task.title}, {system_label(run)}, {run['mode']} ({fmt(headline(run))}):", "",
+                  f"  ```sh\n  {command}\n  ```", ""]
+    return lines
 
 
 def pooling_table(runs: Sequence[Run], mode: str = "full") -> Optional[str]:

@@ -15,7 +15,7 @@ os.environ.setdefault("ANSI_COLORS_DISABLED", "1")  # plain text in the progress
 
 import numpy  # noqa: E402
 
-from _common import ROOT, SHARED_DATA, RESULTS  # noqa: E402
+from _common import ROOT, SHARED_DATA, RESULTS, missing_data_message  # noqa: E402
 
 RUNS = RESULTS / "accuracy_runs"
 BATCH_SIZE = 32
@@ -204,11 +204,7 @@ def data_paths(task: Task) -> Dict[str, str]:
     paths = {name: str(SHARED_DATA / rel) for name, rel in task.paths.items()}
     missing = [p for p in paths.values() if not Path(p).exists()]
     if missing:
-        sys.exit(
-            f"Missing data file(s) {missing}. The accuracy benchmark reads the public data sets "
-            f"from a folder `shared/data` next to the project folder, laid out as in "
-            f"docs/accuracy.md."
-        )
+        sys.exit(missing_data_message(missing))
     return paths
 
 
@@ -231,14 +227,56 @@ def config_overrides(task: Task, budget: Budget, *, pooling: str = "cls", frozen
         "corpora.train.limit": train_limit,
         "corpora.dev.limit": dev_limit,
         "training.batcher.size": BATCH_SIZE,
-        # spaCy counts steps from 0 and stops after step max_steps: `steps` updates in all.
+        # spaCy counts steps from 0 and stops after step max_steps: `steps` updates in all;
+        # the configs' schedule (spacy_cls.warmup_linear.v1) warms up over a tenth of them
+        # and decays to 0 after the last.
         "training.max_steps": steps - 1,
         "training.eval_frequency": steps,
-        "training.optimizer.learn_rate.total_steps": steps,
-        "training.optimizer.learn_rate.warmup_steps": warmup_steps(steps),
         "training.optimizer.learn_rate.initial_rate": FROZEN_LEARN_RATE if frozen else task.learn_rate,
     })
     return overrides
+
+
+# Overrides that a reproduction leaves to the config: the data paths (the configs read
+# `data/...`), the in-loop dev subset and evaluation interval (they pick model-best, not the
+# weights), and the schedule's length (it follows max_steps).
+_NOT_IN_COMMAND = ("paths.", "corpora.dev.limit", "training.eval_frequency",
+                   "training.optimizer.learn_rate.total_steps", "training.optimizer.learn_rate.warmup_steps")
+EVALUATIONS_PER_RUN = 5
+
+
+def train_command(task: Task, overrides: Dict[str, object], output: str) -> str:
+    """The one `spacy train` command that trains what a benchmark run with these config
+    overrides trained: the settings that differ from the task's config, an evaluation
+    interval that gives model-best several candidates, and the data paths as the config
+    names them. The run's score is that of model-last on the whole dev set."""
+    import json
+    import shlex
+
+    from spacy.util import load_config as spacy_load_config
+
+    steps = int(overrides["training.max_steps"]) + 1
+    recorded = (overrides.get("training.optimizer.learn_rate.total_steps", steps),
+                overrides.get("training.optimizer.learn_rate.warmup_steps", warmup_steps(steps)))
+    if recorded != (steps, warmup_steps(steps)):
+        raise ValueError(f"the run's schedule {recorded} is not the one that max_steps {steps - 1} gives; "
+                         f"no single command reproduces it")
+    config = spacy_load_config(ROOT / task.config, interpolate=False)
+
+    def config_value(key: str):
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    parts = ["python", "-m", "spacy", "train", task.config, "--output", output]
+    for key, value in overrides.items():
+        default = config_value(key)
+        if key.startswith(_NOT_IN_COMMAND) or default == value or (default is None and value in ({}, None)):
+            continue
+        parts += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    parts += ["--training.eval_frequency", str(max(1, -(-steps // EVALUATIONS_PER_RUN)))]
+    return " ".join(shlex.quote(str(part)) for part in parts)
 
 
 def load_config(task: Task, overrides: Dict[str, object]):

@@ -1,13 +1,64 @@
 """Shared fixtures: a tiny random BERT with a toy English + Chinese vocabulary,
-built offline in a temporary folder, and paths to the real offline checkpoints."""
+built offline in a temporary folder, paths to the real offline checkpoints, and the
+folder of the public data sets (with the skips of the tests that read them)."""
 import importlib.util
+import os
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# The public data sets: SPACY_CLS_DATA names their folder; without it, `shared/data`
+# beside the project folder. docs/datasets.md says where to download each one.
+DATA_ENV = "SPACY_CLS_DATA"
+DATASETS = {
+    "sst2": "SST-2",
+    "trec": "TREC",
+    "goemotions": "GoEmotions",
+    "chnsenticorp": "ChnSentiCorp",
+    "tnews": "TNEWS",
+}
+
+
+def data_dir() -> Path:
+    value = os.environ.get(DATA_ENV, "").strip()
+    return Path(value).expanduser().resolve() if value else ROOT.parent / "shared" / "data"
+
+
+SHARED_DATA = data_dir()
+
+
+def missing_datasets_reason(*names: str) -> Optional[str]:
+    """Why a test that reads these data sets cannot run, or None when they are all there."""
+    unknown = [name for name in names if name not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown data set(s) {unknown}; known: {sorted(DATASETS)}")
+    missing = [name for name in names if not (SHARED_DATA / name).is_dir()]
+    if not missing:
+        return None
+    titles = ", ".join(f"{DATASETS[name]} ({name}/)" for name in missing)
+    where = f"{DATA_ENV}={SHARED_DATA}" if os.environ.get(DATA_ENV, "").strip() else f"{SHARED_DATA} (the default)"
+    return (
+        f"needs the public data set {titles}, looked for in {where}: download it as "
+        f"docs/datasets.md describes and set {DATA_ENV} to the folder that holds it"
+    )
+
+
+def needs_datasets(*names: str):
+    """Mark: skip unless every named data set is in the data folder."""
+    reason = missing_datasets_reason(*names)
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
+
+
+def require_datasets(*names: str) -> Path:
+    """Inside a test: skip unless every named data set is there; returns the data folder."""
+    reason = missing_datasets_reason(*names)
+    if reason:
+        pytest.skip(reason)
+    return SHARED_DATA
 
 ENGLISH_WORDS = (
     "the a an is was not very good bad great terrible love hate movie film food service "

@@ -3,7 +3,9 @@
 import importlib.metadata
 import json
 import os
+import re
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -30,6 +32,27 @@ def run(args, cwd=None, env=None, timeout=600):
     return proc
 
 
+def declared_python_floor() -> str:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf8")
+    return re.search(r'^requires-python = ">=(3\.\d+)"$', text, flags=re.M).group(1)
+
+
+def test_requires_python_is_the_floor_of_the_pinned_dependencies():
+    """pyproject's Python floor is one that every installed dependency accepts, and the
+    minor version below it is refused by at least one (torch 2.13 starts at 3.10)."""
+    from packaging.specifiers import SpecifierSet
+
+    floor = declared_python_floor()
+    major, minor = (int(part) for part in floor.split("."))
+    below = f"{major}.{minor - 1}"
+    accepted = {}
+    for dist in ("torch", "spacy", "spacy-transformers", "transformers"):
+        spec = importlib.metadata.metadata(dist).get("Requires-Python") or ""
+        accepted[dist] = (SpecifierSet(spec).contains(floor), SpecifierSet(spec).contains(below))
+    assert all(at_floor for at_floor, _ in accepted.values()), accepted
+    assert not all(at_below for _, at_below in accepted.values()), accepted
+
+
 def test_requirements_name_spacy_cls(en_pipeline):  # noqa: F811
     """`spacy package` lists the distributions whose registered functions the config
     uses; ours must be among them, with a version range that includes this version."""
@@ -53,19 +76,69 @@ def test_spacy_evaluate(en_pipeline, tmp_path):  # noqa: F811
 
 @pytest.mark.slow
 def test_spacy_debug_data(tiny_bert):
-    """`spacy debug data` on the demo config (encoder swapped for tiny_bert). Our demo
-    configs set total_steps = ${training.max_steps}; debug data builds its optimizer from
+    """`spacy debug data` on the demo config (encoder swapped for tiny_bert). The configs'
+    schedule reads max_steps = ${training.max_steps}; debug data builds its optimizer from
     the uninterpolated config, so the value is given on the command line."""
     proc = run(
         [sys.executable, "-m", "spacy", "debug", "data", ROOT / "configs" / "en_demo.cfg",
          "--components.cls_classifier.model.name", tiny_bert,
-         "--training.optimizer.learn_rate.total_steps", "120"],
+         "--training.optimizer.learn_rate.max_steps", "120"],
         cwd=ROOT,
     )
     assert "Pipeline can be initialized with data" in proc.stdout
     assert "Corpus is loadable" in proc.stdout
     assert "320 training docs" in proc.stdout and "80 evaluation docs" in proc.stdout
 
+
+def child_venv(folder: Path) -> Path:
+    """A virtualenv that sees every package the running interpreter sees, then its own.
+
+    `venv --system-site-packages` would link the base interpreter's packages: run from a
+    user's virtualenv, the child would miss everything installed there (spacy_cls
+    included). So the child gets a .pth file that adds the running interpreter's site
+    folders with `site.addsitedir`, which also runs their own .pth files (editable
+    installs). Without pip, the child has no setuptools of its own to shadow the
+    parent's (torch pins one)."""
+    run([sys.executable, "-m", "venv", "--without-pip", folder])
+    python = folder / "bin" / "python"
+    child_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    parents = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
+        parents.append(site.getusersitepackages())
+    lines = [f"import site; site.addsitedir({path!r})" for path in parents]
+    (Path(child_site) / "_parent_site_packages.pth").write_text("\n".join(lines) + "\n", encoding="utf8")
+    return python
+
+
+def test_child_venv_imports_the_running_spacy_cls(tmp_path):
+    python = child_venv(tmp_path / "venv")
+    proc = run([python, "-c", "import spacy_cls, spacy; print(spacy_cls.__file__); print(spacy.__file__)"],
+               cwd=tmp_path)
+    found_cls, found_spacy = proc.stdout.strip().splitlines()[-2:]
+    assert Path(found_cls) == Path(spacy_cls.__file__)
+    assert Path(found_spacy) == Path(spacy.__file__)
+
+
+REQUIREMENTS_MET = """
+import sys
+from importlib.metadata import PackageNotFoundError, requires, version
+from packaging.requirements import Requirement
+unmet = []
+for line in requires(sys.argv[1]) or []:
+    req = Requirement(line)
+    if req.marker and not req.marker.evaluate({"extra": ""}):
+        continue
+    try:
+        found = version(req.name)
+    except PackageNotFoundError:
+        found = None
+    if found is None or not req.specifier.contains(found, prereleases=True):
+        unmet.append((line, found))
+assert not unmet, unmet
+"""
 
 CHECK_SCRIPT = """
 import json, sys
@@ -104,11 +177,13 @@ def test_package_wheel_installs_and_loads_offline(tiny_bert, tmp_path):
     assert any(line.startswith("Requires-Dist: spacy-cls") for line in requires), requires
 
     venv = tmp_path / "venv"
-    # Without pip, the venv has no setuptools of its own to shadow the system's (torch pins one).
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
-    python = venv / "bin" / "python"
-    # No index: every requirement of the wheel, spacy-cls included, must already be met.
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-cache-dir", wheels[0]])
+    python = child_venv(venv)
+    # No index, no dependency resolution: the wheel's own requirements (spacy-cls
+    # included) must already be met in the child; pip's full resolution would also judge
+    # the parent environment's unrelated pins (torch's setuptools floor, say).
+    run([sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-deps",
+         "--no-cache-dir", wheels[0]])
+    run([python, "-c", REQUIREMENTS_MET, "en_cls_packaged"], cwd=tmp_path)
     proc = run([python, "-c", CHECK_SCRIPT, json.dumps(texts)], cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["file"].startswith(venv.as_posix())

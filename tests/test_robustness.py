@@ -8,7 +8,7 @@ import numpy
 import pytest
 import spacy
 import torch
-from conftest import SHARED_DATA, chinese_model_path
+from conftest import chinese_model_path, require_datasets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.tokenizer import Tokenizer
@@ -235,9 +235,7 @@ def test_training_on_5000_char_docs(tiny_bert, long_text):
 
 
 def long_chnsenticorp_reviews(min_chars: int, per_label: int):
-    path = SHARED_DATA / "chnsenticorp" / "train.tsv"
-    if not path.exists():
-        pytest.skip("ChnSentiCorp not found in the shared data folder")
+    path = require_datasets("chnsenticorp") / "chnsenticorp" / "train.tsv"
     picked = {"0": [], "1": []}
     with path.open(encoding="utf8") as lines:
         next(lines)  # header: label\ttext_a

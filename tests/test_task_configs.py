@@ -1,22 +1,25 @@
-"""The per-task training configs in configs/: they validate, their corpora read the
-public data sets with the counts of the data folder's README, one training step runs
-with each of them (tiny_bert, a few rows), and the reader's held-out split (TREC has
-no dev file) is fixed, disjoint and complete."""
+"""The per-task training configs in configs/: they validate (spaCy's schemas and
+`spacy debug config`), their learning-rate schedule follows max_steps, their corpora read
+the public data sets with the counts of the data folder's README, two training steps run
+with each of them (tiny_bert, a few rows), and the reader's held-out split (TREC has no
+dev file) is fixed, disjoint and complete."""
 from pathlib import Path
 from typing import Dict, List
+
+import itertools
 
 import pytest
 import spacy
 from spacy.training.initialize import init_nlp
 from spacy.training.loop import train
 from spacy.util import load_config, registry
-from thinc.api import Config
+from thinc.api import Config, warmup_linear
 
 from spacy_cls.data.readers import create_labelled_text_corpus
 
+from conftest import SHARED_DATA as DATA, needs_datasets, require_datasets
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"data folder {DATA} not found")
 
 TREC_LABELS = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
 TNEWS_LABELS = [
@@ -49,6 +52,10 @@ def data_overrides(name: str) -> Dict[str, str]:
     return {f"paths.{key}": str(DATA / rel) for key, rel in CONFIGS[name][1].items()}
 
 
+def require_data_of(name: str) -> None:
+    require_datasets(*sorted({rel.split("/")[0] for rel in CONFIGS[name][1].values()}))
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_config_is_valid_and_names_user_paths(name):
     config = Config().from_disk(config_path(name))
@@ -68,14 +75,45 @@ def test_fine_tuning_defaults(name):
     training = Config().from_disk(config_path(name)).interpolate()["training"]
     optimizer = training["optimizer"]
     rate = optimizer["learn_rate"]
-    assert rate["@schedules"] == "warmup_linear.v1"
-    assert rate["warmup_steps"] == training["max_steps"] // 10
-    assert rate["total_steps"] == training["max_steps"]
+    assert rate["@schedules"] == "spacy_cls.warmup_linear.v1"
+    assert rate["max_steps"] == training["max_steps"] and rate["warmup_fraction"] == 0.1
     assert 2e-5 <= rate["initial_rate"] <= 5e-5
     assert optimizer["L2_is_weight_decay"] is True and optimizer["grad_clip"] == 1.0
     assert training["batcher"] == {"@batchers": "spacy.batch_by_sequence.v1", "size": 32, "get_length": None}
+    # model-best is picked among several evaluations, the last one at the last step
+    assert training["max_steps"] % training["eval_frequency"] == 0
+    assert training["max_steps"] // training["eval_frequency"] >= 5
+    assert training["logger"]["@loggers"] == "spacy.ConsoleLogger.v3"
+    assert training["logger"]["progress_bar"] == "train"
     model = Config().from_disk(config_path(name))["components"][CONFIGS[name][0]]["model"]
     assert model["max_length"] == (64 if name in ("en_sst2", "en_trec", "zh_tnews") else 128)
+
+
+SHIPPED = sorted(path.stem for path in (ROOT / "configs").glob("*.cfg"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("max_steps", [1, 9, 499])
+def test_warm_up_and_decay_follow_max_steps(name, max_steps):
+    """One override (`--training.max_steps N`) resizes the whole schedule: a tenth of the
+    N + 1 updates warm up, and the rate reaches 0 only after the last update."""
+    config = load_config(config_path(name), overrides={"training.max_steps": max_steps}, interpolate=True)
+    section = config["training"]["optimizer"]["learn_rate"]
+    rates = list(itertools.islice(registry.resolve({"rate": section})["rate"], max_steps + 2))
+    initial = section["initial_rate"]
+    warmup = max(1, round((max_steps + 1) / 10))
+    expected = list(itertools.islice(warmup_linear(initial, warmup, max_steps + 1), max_steps + 2))
+    assert rates == pytest.approx(expected)
+    assert rates[warmup] == pytest.approx(initial)
+    assert rates[max_steps] > 0 and rates[max_steps + 1] == 0
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_spacy_debug_config_accepts_every_shipped_config(name, capsys):
+    from spacy.cli.debug_config import debug_config
+
+    debug_config(config_path(name), overrides={}, show_funcs=False, show_vars=False)
+    assert "Config is valid" in capsys.readouterr().out
 
 
 def resolve_corpora(name: str, extra: Dict = None):
@@ -84,9 +122,9 @@ def resolve_corpora(name: str, extra: Dict = None):
     return config, registry.resolve(config["corpora"])
 
 
-@needs_data
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_corpora_read_the_data_with_the_readme_counts(name):
+    require_data_of(name)
     config, corpora = resolve_corpora(name)
     nlp = spacy.blank(config["nlp"]["lang"])
     _, _, n_train, n_dev, labels = CONFIGS[name]
@@ -113,7 +151,7 @@ def duplicated_trec() -> set:
     return {text for text, n in counts.items() if n > 1}
 
 
-@needs_data
+@needs_datasets("trec")
 def test_trec_holdout_sides_share_only_duplicated_questions(duplicated_trec):
     _, corpora = resolve_corpora("en_trec")
     nlp = spacy.blank("en")
@@ -122,9 +160,9 @@ def test_trec_holdout_sides_share_only_duplicated_questions(duplicated_trec):
     assert train & dev <= duplicated_trec
 
 
-@needs_data
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_one_training_step_with_tiny_bert(name, tiny_bert):
+def test_two_training_steps_with_tiny_bert(name, tiny_bert):
+    require_data_of(name)
     component = CONFIGS[name][0]
     overrides = {
         **data_overrides(name),
@@ -132,13 +170,10 @@ def test_one_training_step_with_tiny_bert(name, tiny_bert):
         "corpora.train.limit": 8,
         "corpora.dev.limit": 4,
         "training.batcher.size": 4,
-        # spaCy counts steps from 0: max_steps 1 is two updates
+        # spaCy counts steps from 0: max_steps 1 is two updates; the schedule follows
+        # (one warm-up update at rate 0, then the full rate)
         "training.max_steps": 1,
         "training.eval_frequency": 1,
-        # a non-zero rate at the second update (warm-up factor 0 at the first)
-        "training.optimizer.learn_rate.warmup_steps": 1,
-        "training.optimizer.learn_rate.total_steps": 10,
-        "training.logger.@loggers": "spacy.ConsoleLogger.v1",
     }
     config = load_config(config_path(name), overrides=overrides, interpolate=False)
     nlp = init_nlp(config, use_gpu=-1)
@@ -331,6 +366,58 @@ def test_frozen_runs_train_the_budgets_rows_for_several_epochs(benchmark_modules
                                           train_limit=16000)
     assert overrides["corpora.train.limit"] == 16000
     assert overrides["training.max_steps"] == 4999
-    assert overrides["training.optimizer.learn_rate.total_steps"] == 5000
-    assert overrides["training.optimizer.learn_rate.warmup_steps"] == 500
     assert overrides["training.optimizer.learn_rate.initial_rate"] == tasks.FROZEN_LEARN_RATE
+    config = tasks.load_config(tasks.TASKS["sst2"], overrides).interpolate()
+    rates = registry.resolve({"rate": config["training"]["optimizer"]["learn_rate"]})["rate"]
+    assert list(itertools.islice(rates, 5001)) == pytest.approx(
+        list(itertools.islice(warmup_linear(tasks.FROZEN_LEARN_RATE, 500, 5000), 5001)))
+
+
+RECORDED_RUNS = sorted((ROOT / "benchmarks" / "results" / "accuracy_runs").glob("*-full*-*.json"))
+
+
+@pytest.mark.parametrize("path", [p for p in RECORDED_RUNS if "-hf-" not in p.name and "-lr-" not in p.name],
+                         ids=lambda p: p.stem)
+def test_each_published_run_has_one_spacy_train_command_that_trains_it(benchmark_modules, path):
+    """The command the accuracy report prints for a run, parsed as `spacy train` parses it,
+    gives the run's training config: same settings, same learning rate at every step."""
+    import json
+    import shlex
+
+    from spacy.cli._util import parse_config_overrides
+
+    tasks, _, _ = benchmark_modules
+    run = json.loads(path.read_text(encoding="utf8"))
+    task = tasks.TASKS[run["task"]]
+    args = shlex.split(tasks.train_command(task, run["overrides"], "training/out"))
+    assert args[:5] == ["python", "-m", "spacy", "train", task.config] and args[5:7] == ["--output", "training/out"]
+    from_command = load_config(ROOT / task.config, overrides=parse_config_overrides(args[7:]), interpolate=True)
+    base = Config().from_disk(ROOT / task.config)
+
+    def in_config(key):
+        node = base
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    # an empty tokenizer_config the config does not name is the architecture's default
+    recorded = {k: v for k, v in run["overrides"].items()
+                if not k.startswith(("paths.", "training.optimizer.learn_rate.")) and (in_config(k) or v not in ({}, None))}
+    recorded["training.optimizer.learn_rate.initial_rate"] = run["overrides"]["training.optimizer.learn_rate.initial_rate"]
+    from_run = load_config(ROOT / task.config, overrides=recorded, interpolate=True)
+    for section in ("components", "nlp", "system"):
+        assert from_command[section] == from_run[section]
+    for key in ("batcher", "max_steps", "dropout", "seed"):
+        assert from_command["training"][key] == from_run["training"][key]
+    assert from_command["corpora"]["train"] == from_run["corpora"]["train"]
+    steps = run["overrides"]["training.max_steps"] + 1
+    rates = registry.resolve({"r": from_command["training"]["optimizer"]["learn_rate"]})["r"]
+    expected = warmup_linear(run["overrides"]["training.optimizer.learn_rate.initial_rate"],
+                             run["overrides"]["training.optimizer.learn_rate.warmup_steps"],
+                             run["overrides"]["training.optimizer.learn_rate.total_steps"])
+    assert list(itertools.islice(rates, steps + 1)) == pytest.approx(list(itertools.islice(expected, steps + 1)))
+    # model-best is chosen among several evaluations, not only the step-0 model
+    assert steps // from_command["training"]["eval_frequency"] >= 4
+    assert from_command["corpora"]["dev"]["limit"] == 0

@@ -19,10 +19,9 @@ from spacy_cls.cli.convert import parse_label_map
 from spacy_cls.data.convert import ConversionReport, convert, report_path_for
 from spacy_cls.data.readers import ReaderSpec, Rejected, Row, read_rows
 
+from conftest import SHARED_DATA as DATA, require_datasets
+
 ROOT = Path(__file__).resolve().parents[2]
-# SPACY_CLS_DATA: the folder holding the public data sets (default: shared/data beside the project)
-DATA = Path(os.environ.get("SPACY_CLS_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"data folder {DATA} not found")
 runner = CliRunner()
 
 
@@ -344,10 +343,10 @@ def localise(args: List[str], out: Path) -> List[str]:
     return [one(arg) for arg in args]
 
 
-@needs_data
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_documented_command_counts_on_real_data(name, tmp_path):
     """--dry-run: the same parsing, counts and report, without the slow Doc writing."""
+    require_datasets(name)
     args = localise(documented_commands()[name], tmp_path)
     result = runner.invoke(app, args + ["--strict", "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -359,10 +358,10 @@ def test_documented_command_counts_on_real_data(name, tmp_path):
     assert not (tmp_path / "corpus").exists()
 
 
-@needs_data
 @pytest.mark.parametrize("name", ["trec", "chnsenticorp"])
 def test_documented_command_writes_real_corpus(name, tmp_path):
     """Writes Docs for real (ChnSentiCorp: its dev file only, to keep the test fast)."""
+    require_datasets(name)
     args = localise(documented_commands()[name], tmp_path)
     if "--dev" in args:
         at = args.index("--dev")

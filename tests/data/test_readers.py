@@ -23,9 +23,7 @@ from spacy_cls.data.readers import (
     split_records,
 )
 
-# SPACY_CLS_DATA: the folder holding the public data sets (default: shared/data beside the project)
-DATA = Path(os.environ.get("SPACY_CLS_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"data folder {DATA} not found")
+from conftest import SHARED_DATA as DATA, needs_datasets, require_datasets
 
 
 def write(tmp_path: Path, name: str, content: Union[str, bytes]) -> Path:
@@ -402,9 +400,9 @@ REAL = {
 }
 
 
-@needs_data
 @pytest.mark.parametrize("name", list(REAL))
 def test_real_data_counts(name):
+    require_datasets(name.split("-")[0])
     file, kwargs, n_rows, n_labels = REAL[name]
     if name.startswith("goemotions"):
         kwargs = dict(kwargs, label_names=DATA / "goemotions" / "labels.txt")
@@ -415,7 +413,7 @@ def test_real_data_counts(name):
     assert all(row.text and row.text == row.text.strip() for row in rows)
 
 
-@needs_data
+@needs_datasets("tnews", "goemotions")
 def test_real_data_label_sets():
     names = (DATA / "tnews" / "labels.txt").read_text(encoding="utf-8").split()
     rows, _ = split_records(read_rows(DATA / "tnews" / "train.tsv", ReaderSpec(header=False)))
@@ -426,14 +424,14 @@ def test_real_data_label_sets():
     assert Counter(len(row.labels) for row in rows)[2] > 0  # some rows have two labels
 
 
-@needs_data
+@needs_datasets("chnsenticorp")
 def test_real_data_chnsenticorp_default_csv_quoting_merges_rows():
     spec = ReaderSpec(text_col="text_a", label_col="label", quoting=True)
     rows, rejected = split_records(read_rows(DATA / "chnsenticorp" / "train.tsv", spec))
     assert len(rows) + len(rejected) == 9146  # why TSV defaults to no quoting
 
 
-@needs_data
+@needs_datasets("trec")
 def test_real_data_trec_as_utf8_rejects_only_latin1_lines():
     rows, rejected = split_records(read_rows(DATA / "trec" / "train_5500.label", ReaderSpec(format="prefixed")))
     assert len(rows) + len(rejected) == 5452

@@ -20,10 +20,10 @@ from spacy_cls.cli import app
 from spacy_cls.data.convert import convert, report_path_for
 from spacy_cls.data.readers import ReaderSpec, create_labelled_text_corpus, read_rows
 
+from conftest import SHARED_DATA as DATA, needs_datasets
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "convert.md"
-DATA = Path(os.environ.get("SPACY_CLS_DATA") or ROOT.parent / "shared" / "data")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"data folder {DATA} not found")
 runner = CliRunner()
 TOY = [("i love this movie", "POS"), ("awful and rude staff", "NEG"), ("really good service", "POS"),
        ("terrible dirty room", "NEG"), ("nice clean hotel", "POS"), ("boring film i hate", "NEG")]
@@ -251,7 +251,7 @@ def test_trec_test_file_command_and_evaluate(tmp_path, en_pipeline):
     assert "cats_score" in json.loads((tmp_path / "m.json").read_text())
 
 
-@needs_data
+@needs_datasets("trec")
 def test_trec_holdout_command_matches_the_config_on_the_real_file(tmp_path):
     args = localise(trec_commands()[0], tmp_path, DATA)
     result = runner.invoke(app, args[3:] + ["--strict", "--no-progress"])

@@ -409,12 +409,11 @@ def test_mixed_precision_on_gpu_trains_and_predicts(tiny_bert, dtype):
 @pytest.mark.slow
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_cls_only_last_layer_on_the_real_checkpoints(lang):
-    from conftest import SHARED_DATA, chinese_model_path, english_model_path
+    from conftest import chinese_model_path, english_model_path, require_datasets
 
     path = english_model_path() if lang == "en" else chinese_model_path()
-    dev = SHARED_DATA / ("sst2" if lang == "en" else "chnsenticorp") / "dev.tsv"
-    if not dev.exists():
-        pytest.skip(f"{dev} is not there")
+    dataset = "sst2" if lang == "en" else "chnsenticorp"
+    dev = require_datasets(dataset) / dataset / "dev.tsv"
     lines = dev.read_text(encoding="utf8").splitlines()[1:9]
     texts = [line.split("\t")[0 if lang == "en" else 1] for line in lines]
     from transformers import AutoTokenizer
