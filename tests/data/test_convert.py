@@ -1,6 +1,5 @@
 """Tests for spacy_cls.data.convert and the `python -m spacy_cls convert` command."""
 import json
-import os
 import re
 import shlex
 import tempfile
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 from spacy_cls.cli import app
 from spacy_cls.cli.convert import parse_label_map
 from spacy_cls.data.convert import ConversionReport, convert, report_path_for
-from spacy_cls.data.readers import ReaderSpec, Rejected, Row, read_rows
+from spacy_cls.data.readers import ReaderSpec, Row, read_rows
 
 from conftest import SHARED_DATA as DATA, require_datasets
 

@@ -1,7 +1,6 @@
 """Tests for spacy_cls.data.readers: parsing, rejection reasons, the config corpus reader,
 and the row counts of the real data sets (skipped when the data folder is missing)."""
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import List, Union

@@ -1,7 +1,6 @@
 """int8 quantisation follows the encoder's weights: a copy made before the weights
 changed is never used after."""
 import numpy
-import pytest
 import spacy
 from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
