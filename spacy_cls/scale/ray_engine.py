@@ -111,6 +111,8 @@ def classify_dataset(rows, pipeline_path: Union[str, Path], *, vectors: bool, wo
                      gpus_per_worker: float, batch_size: int, cpus_per_worker: Optional[float] = None,
                      component: Optional[str] = None, predictor_cls: Type[Predictor] = Predictor,
                      **ray_remote_args: Any):
+    from ray.data import ActorPoolStrategy
+
     if workers < 1:
         raise ValueError(f"workers={workers}: give at least 1.")
     cpus = cpus_per_worker if cpus_per_worker is not None else worker_cpus(workers)
@@ -122,7 +124,7 @@ def classify_dataset(rows, pipeline_path: Union[str, Path], *, vectors: bool, wo
         },
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=workers,
+        compute=ActorPoolStrategy(size=workers),
         num_cpus=cpus,
         num_gpus=gpus_per_worker or None,
         **ray_remote_args,
@@ -154,8 +156,15 @@ def _write_batch(batch: pa.Table, out_dir: str) -> pa.Table:
 
 def start_local_ray(**init_args: Any) -> None:
     """A one-machine Ray cluster on this machine, reachable from it only."""
-    import ray
+    import os
 
+    # On Linux, Ray swaps 127.0.0.1 for the machine's routable address unless it
+    # runs in single-machine mode (this switch); the processes it starts inherit it.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
     init_args.setdefault("include_dashboard", False)
     ray.init(address="local", _node_ip_address="127.0.0.1", **init_args)
 
