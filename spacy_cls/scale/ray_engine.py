@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Type, Union
+from typing import Any, Iterator, List, Optional, Sequence, Type, Union
 
 import pyarrow as pa
 
@@ -185,19 +185,28 @@ def run_ray(shards: Sequence[inputs.Shard], out_dir: Path, pipeline_path: Union[
             start_local_ray()
         started = True
     try:
-        rows = shards_dataset(shards, text_col, id_col)
-        classified = classify_dataset(rows, pipeline_path, vectors=vectors, workers=workers,
-                                      gpus_per_worker=gpus_per_worker, batch_size=batch_size,
-                                      component=component, predictor_cls=predictor_cls)
-        written = classified.map_batches(_write_batch, batch_size=shard_rows, batch_format="pyarrow",
-                                         num_cpus=IO_CPUS, fn_kwargs={"out_dir": str(Path(out_dir).resolve())})
-        n_read = 0
-        for batch in written.iter_batches(batch_format="pyarrow", batch_size=None):
-            n_read += sum(batch.column("read").to_pylist())
-        return n_read
+        return sum(write_parts(shards, out_dir, pipeline_path, text_col=text_col, id_col=id_col, vectors=vectors,
+                               batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker,
+                               component=component, shard_rows=shard_rows, predictor_cls=predictor_cls))
     finally:
         if started:
             ray.shutdown()
+
+
+def write_parts(shards: Sequence[inputs.Shard], out_dir: Path, pipeline_path: Union[str, Path], *, text_col: str,
+                id_col: Optional[str], vectors: bool, batch_size: int, workers: int, gpus_per_worker: float,
+                component: Optional[str], shard_rows: int,
+                predictor_cls: Type[Predictor] = Predictor) -> Iterator[int]:
+    """Run the read, classify and write stages on the connected Ray cluster, yielding
+    the rows of each write batch as it finishes."""
+    rows = shards_dataset(shards, text_col, id_col)
+    classified = classify_dataset(rows, pipeline_path, vectors=vectors, workers=workers,
+                                  gpus_per_worker=gpus_per_worker, batch_size=batch_size,
+                                  component=component, predictor_cls=predictor_cls)
+    written = classified.map_batches(_write_batch, batch_size=shard_rows, batch_format="pyarrow",
+                                     num_cpus=IO_CPUS, fn_kwargs={"out_dir": str(Path(out_dir).resolve())})
+    for batch in written.iter_batches(batch_format="pyarrow", batch_size=None):
+        yield sum(batch.column("read").to_pylist())
 
 
 def ray_node_addresses() -> List[str]:

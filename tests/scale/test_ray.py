@@ -1,6 +1,7 @@
 """The Ray engine on a local two-CPU Ray cluster bound to 127.0.0.1: the same output
 as nlp.pipe, one row per id after an actor dies, resume, and the Dataset API."""
 import os
+import re
 from pathlib import Path
 
 import numpy
@@ -116,3 +117,19 @@ def test_apply_ray_takes_a_dataset_with_ids(ray_cluster, en_pipeline):
     assert out["reason"].isna().tolist() == [True, True, False] and out["reason"].tolist()[2] == "'text' is null"
     with pytest.raises(ValueError, match="no 'id' column"):
         apply_ray(ray.data.from_items([{"text": "x"}]), en_pipeline)
+
+
+def test_command_runs_on_an_existing_cluster_given_by_address(ray_cluster, en_pipeline, tmp_path):
+    import subprocess
+    import sys
+
+    rows = write_jsonl(tmp_path / "in.jsonl", 12, with_ids=False)
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:")
+    command = [sys.executable, "-m", "spacy_cls", "apply", str(en_pipeline), str(tmp_path / "in.jsonl"),
+               str(tmp_path / "out"), "--engine", "ray", "--address", address, "--workers", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"rows read +12\n", result.stdout) and "(ray, 1 worker)" in result.stdout
+    assert sorted(read_output(tmp_path / "out")["id"]) == sorted(f"in.jsonl:{i + 1}" for i in range(len(rows)))
