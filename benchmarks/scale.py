@@ -103,7 +103,7 @@ def measure(lang: str, n: int, rounds: int, batch_size: int, work: Path) -> Dict
         def run():
             # startup: until the first actor has loaded the pipeline (each actor notes
             # the time in a file); steady: all rows over the time after it.
-            ready_file = work / f"ready_{counter['i'] + 1}"
+            ready_file = work / f"ready_{lang}_{counter['i'] + 1}"
             start = time.time()
             sum(write_parts(shards, fresh(), pipeline, text_col="text", id_col="id", vectors=False,
                             batch_size=batch_size, workers=workers, gpus_per_worker=0, component=None,
@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[4000, 800], help="texts per language, in --langs order")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--name", default="scale", help="results file name under benchmarks/results/")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import ray
@@ -195,7 +196,7 @@ def main() -> None:
             # written after each language, so that a long run keeps what it measured
             body = report(results, ray_start)
             print(body, flush=True)
-            write_results("scale", "Many documents: nlp.pipe, apply local, apply on Ray", body,
+            write_results(args.name, "Many documents: nlp.pipe, apply local, apply on Ray", body,
                           {"results": results, "ray_start_seconds": ray_start,
                            "projection": {"workers": PROJECTED_WORKERS, "docs": PROJECTED_DOCS}},
                           notes="The head is initialised, not trained: the same computation as a trained head. "
