@@ -2,6 +2,7 @@
 parsing arguments and printing; the work is done by the Python API they call."""
 import typer
 
+from .apply import apply_command
 from .classify import classify_command
 from .convert import convert_command
 from .explain import explain_command
@@ -23,6 +24,7 @@ def main() -> None:
 
 app.command("convert")(convert_command)
 app.command("classify")(classify_command)
+app.command("apply")(apply_command)
 app.command("explain")(explain_command)
 app.command("plot-training")(plot_training_command)
 app.command("plot-confusion")(plot_confusion_command)

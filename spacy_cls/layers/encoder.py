@@ -35,6 +35,7 @@ from thinc.types import Floats2d
 from ..models.loaders import load_encoder
 from .cache import EncoderCache, text_key
 from .cls_forward import encode_rows, supports_cls_only
+from .precomputed import check_precomputed, precomputed_rows
 from .pooling import check_pooling, pool, pooled_width, uses_tokens_beyond_cls
 from .shim import StrictHFShim
 from .windows import WindowBatch, check_policy, encode_texts, length_sorted_parts
@@ -218,10 +219,29 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[EncoderOutpu
         hidden = model.shims[0]._model.config.hidden_size
         empty = EncoderOutput(cls=model.ops.alloc2f(0, hidden), features=model.ops.alloc2f(0, model.get_dim("nO")))
         return empty, lambda d_output: docs
+    given = precomputed_rows(docs)
+    if any(row is not None for row in given):
+        return _with_precomputed(model, docs, given, is_train), lambda d_output: docs
     if is_train and not model.attrs["freeze"]:
         return _forward_fine_tuning(model, texts, docs)
     cls, features = _predict(model, texts)
     return EncoderOutput(cls=cls, features=features), lambda d_output: docs
+
+
+def _with_precomputed(model: Model, docs: List[Doc], given: List[Optional[numpy.ndarray]], is_train: bool) -> EncoderOutput:
+    """The docs' precomputed [CLS] rows, and the encoder's for docs without one."""
+    hidden = model.shims[0]._model.config.hidden_size
+    check_precomputed(given, frozen=model.attrs["freeze"] or not is_train, pooling=model.attrs["pooling"], hidden=hidden)
+    todo = [i for i, row in enumerate(given) if row is None]
+    rows = numpy.zeros((len(docs), hidden), dtype=numpy.float32)
+    for i, row in enumerate(given):
+        if row is not None:
+            rows[i] = row
+    if todo:
+        cls, _ = _predict(model, [docs[i].text for i in todo])
+        rows[todo] = model.ops.to_numpy(cls)
+    cls = model.ops.asarray2f(rows)
+    return EncoderOutput(cls=cls, features=cls.copy())
 
 
 def _forward_fine_tuning(model: Model, texts: List[str], docs: List[Doc]) -> Tuple[EncoderOutput, Callable]:
