@@ -83,8 +83,7 @@ def test_a_stray_nul_byte_only_spoils_its_row(tmp_path):
 
 def run_spacy_train(args: List[str], tmp_path: Path, tiny_bert: str) -> subprocess.CompletedProcess:
     overrides = ["--components.cls_classifier.model.name", tiny_bert, "--training.max_steps", "2",
-                 "--training.eval_frequency", "1", "--training.batcher.size", "4",
-                 "--training.optimizer.learn_rate.warmup_steps", "1"]
+                 "--training.eval_frequency", "1", "--training.batcher.size", "4"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "spacy", "train"] + args + overrides, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
