@@ -115,7 +115,7 @@ def test_frozen_encoder_reads_the_vectors_instead_of_running(en_pipeline, embedd
     monkeypatch.setattr(encoder_module, "_predict_tensors", no_encoder)
     losses = nlp.update(examples, sgd=nlp.create_optimizer())
     assert losses["cls_classifier"] > 0
-    scores, cls = nlp.get_pipe("cls_classifier").predict([eg.predicted for eg in examples])
+    cls = nlp.get_pipe("cls_classifier").predict([eg.predicted for eg in examples]).cls_vectors
     numpy.testing.assert_array_equal(cls[0], examples[0].predicted.user_data[PRECOMPUTED_CLS])
 
 
@@ -138,9 +138,8 @@ def train_frozen(tiny_bert: str, corpora: dict):
         "training.max_steps": 12,
         "training.eval_frequency": 6,
         "training.batcher.size": 4,
-        "training.optimizer.learn_rate.warmup_steps": 2,
         "training.optimizer.learn_rate.initial_rate": 0.01,
-        "training.logger.@loggers": "spacy.ConsoleLogger.v1",
+        "training.logger.progress_bar": None,
     }
     config = load_config(ROOT / "configs" / "en_sst2.cfg", overrides=overrides, interpolate=False)
     config["corpora"] = corpora
