@@ -64,13 +64,7 @@ class OnnxShim(Shim):
         self.graph_outside = False
 
     def load(self, graph: bytes, tokenizer_files: Dict[str, bytes], where: str) -> None:
-        session = open_session(
-            graph,
-            expected_sha256=self.cfg.get("sha256"),
-            pooling=self.cfg["pooling"],
-            threads=int(self.cfg.get("threads") or 0),
-            where=where,
-        )
+        session = self._open(graph, where)
         tokenizer = load_tokenizer(tokenizer_files)
         self.graph, self.tokenizer_files, self.tokenizer, self.session = graph, dict(tokenizer_files), tokenizer, session
 
@@ -102,6 +96,27 @@ class OnnxShim(Shim):
                 ) from e
         self.load(graph, msg.get("tokenizer") or {}, where)
         return self
+
+    def __getstate__(self) -> Dict:
+        # An ONNX Runtime session cannot be pickled or deep-copied (spaCy copies
+        # sourced components): copies open their own from the graph.
+        state = dict(self.__dict__)
+        state["session"] = None
+        return state
+
+    def __setstate__(self, state: Dict) -> None:
+        self.__dict__.update(state)
+        if self.graph:
+            self.session = self._open(self.graph, "copied in memory")
+
+    def _open(self, graph: bytes, where: str) -> OnnxEncoderSession:
+        return open_session(
+            graph,
+            expected_sha256=self.cfg.get("sha256"),
+            pooling=self.cfg["pooling"],
+            threads=int(self.cfg.get("threads") or 0),
+            where=where,
+        )
 
     def to_device(self, device_type: str, device_id: int) -> None:
         # ONNX Runtime runs here on the CPU provider; on a GPU the head moves and the
@@ -146,11 +161,11 @@ def OnnxClsEncoder(
 
 
 def init(model: Model, X=None, Y=None) -> None:
-    if model.shims[0].session is None:
-        raise OnnxTrainingError(
-            "An ONNX encoder cannot be initialised from scratch: it only loads the graph "
-            "that `python -m spacy_cls optimize` writes into a trained pipeline. " + TRAINING_REFUSED
-        )
+    # Initialising is the start of training (and would reset the trained head).
+    raise OnnxTrainingError(
+        "An ONNX encoder cannot be initialised: it only loads the graph that `python -m "
+        "spacy_cls optimize` writes into a trained pipeline. " + TRAINING_REFUSED
+    )
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[EncoderOutput, Callable]:

@@ -87,7 +87,9 @@ def _components_to_optimize(nlp: Language, component: Optional[str]) -> List[str
                 f"those are {', '.join(candidates) or 'none'}."
             )
         return [component]
-    own = [name for name in candidates if _encoder(nlp.get_pipe(name)).name == "hf_cls_encoder"]
+    # ONNX ones stay in, to be refused with the reason.
+    own = [name for name in candidates if _encoder(nlp.get_pipe(name)).name == "hf_cls_encoder"
+           or is_onnx_encoder(_encoder(nlp.get_pipe(name)))]
     if not own:
         raise ValueError(
             "No cls_classifier component with its own torch encoder in this pipeline "
