@@ -187,25 +187,36 @@ def bench_language(lang: str, pipeline: Path, args) -> Dict[str, object]:
     runs = {name: make_system(name, lang, paths, args.threads) for name in systems}
     for run in runs.values():  # warm-up: first-call allocations and thread pools
         run(texts[:BATCH_SIZE])
+    # Parity and accuracy: every text once per system (timed: the first round when the
+    # timed rounds read all texts too).
+    timed_texts = texts[: args.speed_limit or None]
     outputs, seconds = {}, {name: [] for name in systems}
-    loads = []
-    for round_ in range(args.repeats):
+    loads = [os.getloadavg()[0]]
+    for name in systems:
+        if name == "st_onnx" and args.speed_limit:
+            continue
+        start = time.perf_counter()
+        outputs[name] = runs[name](texts)
+        if not args.speed_limit:
+            seconds[name].append(time.perf_counter() - start)
+    print(f"[{lang}] parity pass done (load {loads[-1]:.1f})", flush=True)
+    for round_ in range(args.repeats - (0 if args.speed_limit else 1)):
         loads.append(os.getloadavg()[0])
         for name in systems:
             start = time.perf_counter()
-            result = runs[name](texts)
+            runs[name](timed_texts)
             seconds[name].append(time.perf_counter() - start)
-            outputs.setdefault(name, result)
-        print(f"[{lang}] round {round_ + 1}/{args.repeats}: "
-              + ", ".join(f"{n} {len(texts) / seconds[n][-1]:.0f}/s" for n in systems)
+        print(f"[{lang}] round {round_ + 1}: "
+              + ", ".join(f"{n} {len(timed_texts) / seconds[n][-1]:.1f}/s" for n in systems)
               + f" (load {loads[-1]:.1f})", flush=True)
-    result: Dict[str, object] = {"n_texts": len(texts), "load_average_1min": loads, "systems": {}}
+    result: Dict[str, object] = {"n_texts": len(texts), "n_timed_texts": len(timed_texts),
+                                 "load_average_1min": loads, "systems": {}}
     reference_vectors, reference_labels = outputs["torch"]
-    torch_speed = len(texts) / median(seconds["torch"])
+    torch_speed = len(timed_texts) / median(seconds["torch"])
     for name in systems:
-        speed = len(texts) / median(seconds[name])
+        speed = len(timed_texts) / median(seconds[name])
         row: Dict[str, object] = {"docs_per_s": speed, "x_torch": speed / torch_speed, "seconds": seconds[name]}
-        vectors, labels = outputs[name]
+        vectors, labels = outputs.get(name, (None, None))
         if labels is not None:
             row["accuracy"] = 100.0 * float(numpy.mean([p == g for p, g in zip(labels, gold)]))
             row["same_label_pct"] = 100.0 * float(numpy.mean([p == r for p, r in zip(labels, reference_labels)]))
@@ -259,8 +270,10 @@ def render(results: Dict[str, Dict], args) -> Tuple[str, List[str]]:
                 f"{rss:.0f}" if rss else "",
             ])
         loads = ", ".join(f"{x:.1f}" for x in result["load_average_1min"])
+        timed = result.get("n_timed_texts", result["n_texts"])
         parts += [
-            f"## {LANGUAGES[lang].dataset} ({result['n_texts']} texts), batch {BATCH_SIZE}, {args.threads} threads",
+            f"## {LANGUAGES[lang].dataset} ({result['n_texts']} texts; speed on the first {timed}), "
+            f"batch {BATCH_SIZE}, {result.get('threads', args.threads)} threads",
             "",
             markdown_table(["system", "docs/s (median)", "x torch", "dev accuracy", "same label as torch %",
                             "min cosine to torch", "peak RSS MB"], table),
@@ -281,6 +294,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--limit", type=int, default=0, help="first N dev texts only (0: all; for a quick check)")
+    parser.add_argument("--speed-limit", type=int, default=0,
+                        help="timed rounds read the first N texts only (0: all); parity always reads all")
+    parser.add_argument("--name", default="onnx", help="results file name under benchmarks/results/")
+    parser.add_argument("--combine", nargs="+", metavar="NAME",
+                        help="only write the report from earlier runs' results files (one language each)")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--rss-limit", type=int, default=256, help="texts the peak-RSS child classifies (0: all)")
     parser.add_argument("--data", default=os.environ.get("SPACY_CLS_DATA"),
@@ -296,6 +314,9 @@ def main() -> None:
     if args.child:
         child_main(args)
         return
+    if args.combine:
+        combine(args)
+        return
     if "torch" not in args.systems:
         parser.error("--systems must include torch (the reference)")
     torch.set_num_threads(args.threads)
@@ -303,14 +324,33 @@ def main() -> None:
     pipelines = dict(item.split("=", 1) for item in args.pipeline)
     if not pipelines:
         parser.error("give at least one --pipeline LANG=PATH")
-    results = {lang: bench_language(lang, Path(path), args) for lang, path in pipelines.items()}
+    results = {}
+    for lang, path in pipelines.items():
+        results[lang] = bench_language(lang, Path(path), args)
+        results[lang]["threads"] = args.threads
+    report(results, {"pipelines": pipelines}, args)
+
+
+def report(results: Dict[str, Dict], extra: Dict, args) -> None:
     body, lines = render(results, args)
     notes = "\n".join(["Targets:", "", *[f"- {line}" for line in lines]])
-    path = write_results("onnx", "ONNX Runtime backend against torch (CPU)", body,
-                         {"results": results, "verdicts": lines, "pipelines": pipelines}, notes)
+    path = write_results(args.name, "ONNX Runtime backend against torch (CPU)", body,
+                         {"results": results, "verdicts": lines, **extra}, notes)
     print(body)
     print(notes)
     print(f"Saved {path}")
+
+
+def combine(args) -> None:
+    """One report from runs made one language at a time (in parallel processes, say)."""
+    from _common import RESULTS
+
+    results, commands = {}, []
+    for name in args.combine:
+        data = json.loads((RESULTS / f"{name}.json").read_text(encoding="utf8"))
+        results.update(data["results"])
+        commands.append(data["command"])
+    report(results, {"combined_runs": commands}, args)
 
 
 if __name__ == "__main__":

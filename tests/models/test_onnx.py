@@ -243,3 +243,27 @@ def test_cli_optimize_then_package(en_pipeline, tmp_path):
     assert vectors.shape[0] == len(TEXTS)
     meta = json.loads((packages / "en_cls_onnx-1.0.0" / "meta.json").read_text())
     assert any(req.startswith("onnxruntime") for req in meta["requirements"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_real_checkpoint_parity(lang, tmp_path):
+    from conftest import chinese_model_path, english_model_path
+
+    folder = english_model_path() if lang == "en" else chinese_model_path()
+    texts = {
+        "en": ["a gripping, beautifully shot film", "the plot is thin and the jokes fall flat", "ok", ""],
+        "zh": ["酒店服务很好，房间干净", "快递太慢了，很失望", "还行", ""],
+    }[lang]
+    nlp = spacy.blank(lang)
+    model = {"name": folder, "tokenizer_config": {"do_lower_case": True} if lang == "zh" else {}}
+    nlp.add_pipe("cls_classifier", config={"model": model})
+    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(i % 2), "NEG": float(1 - i % 2)}})
+                for i, t in enumerate(texts)]
+    nlp.initialize(lambda: examples)
+    cats_t, vec_t = _outputs(nlp, texts)
+    optimize_pipeline(nlp)
+    nlp.to_disk(tmp_path / "p")
+    cats_o, vec_o = _outputs(spacy.load(tmp_path / "p"), texts)
+    assert _cosines(vec_o, vec_t).min() >= 0.9999
+    numpy.testing.assert_allclose(cats_o, cats_t, atol=1e-4)
