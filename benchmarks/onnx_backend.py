@@ -223,9 +223,7 @@ def bench_language(lang: str, pipeline: Path, args) -> Dict[str, object]:
             cos = cosines(vectors, reference_vectors)
             row["cosine_min"], row["cosine_median"] = float(cos.min()), float(numpy.median(cos))
         result["systems"][name] = row
-    if not args.no_memory:
-        for name in systems:
-            result["systems"][name]["max_rss_mb"] = peak_rss_mb(name, lang, paths, args)
+    result["paths"] = {key: str(value) for key, value in paths.items()}
     return result
 
 
@@ -328,7 +326,13 @@ def main() -> None:
     for lang, path in pipelines.items():
         results[lang] = bench_language(lang, Path(path), args)
         results[lang]["threads"] = args.threads
-    report(results, {"pipelines": pipelines}, args)
+        report(results, {"pipelines": pipelines}, args)  # saved before the (slower) memory runs
+    if not args.no_memory:
+        for lang, result in results.items():
+            paths = {key: Path(value) for key, value in result["paths"].items()}
+            for name in result["systems"]:
+                result["systems"][name]["max_rss_mb"] = peak_rss_mb(name, lang, paths, args)
+        report(results, {"pipelines": pipelines}, args)
 
 
 def report(results: Dict[str, Dict], extra: Dict, args) -> None:
