@@ -337,6 +337,8 @@ def main() -> None:
 
 def report(results: Dict[str, Dict], extra: Dict, args) -> None:
     body, lines = render(results, args)
+    if extra.get("combined_runs"):
+        body = "\n".join(["Combined from the runs:", "", *[f"- `{c}`" for c in extra["combined_runs"]], "", body])
     notes = "\n".join(["Targets:", "", *[f"- {line}" for line in lines]])
     path = write_results(args.name, "ONNX Runtime backend against torch (CPU)", body,
                          {"results": results, "verdicts": lines, **extra}, notes)

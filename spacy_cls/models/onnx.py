@@ -77,15 +77,17 @@ def fuse_graph(source: Path, target: Path, transformer) -> bool:
 
 
 def quantize_graph(source: Path, target: Path) -> None:
-    """ONNX Runtime's dynamic int8 quantisation: int8 weights, activations quantised
-    per batch at run time (no calibration data needed)."""
+    """ONNX Runtime's dynamic int8 quantisation: int8 weights (one scale per output
+    channel), activations quantised per batch at run time (no calibration data needed).
+    Per channel rather than per tensor: on SST-2 dev with all-MiniLM-L6-v2 it kept the
+    torch label on 97.8% of texts instead of 95.2% (benchmarks/results/onnx.md)."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # The fused operators (com.microsoft domain) defeat ONNX shape inference: their
     # outputs are float32, which the quantiser is told instead of guessing.
     quantize_dynamic(
-        str(source), str(target), weight_type=QuantType.QInt8,
+        str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
         extra_options={"DefaultTensorType": TensorProto.FLOAT},
     )
 
