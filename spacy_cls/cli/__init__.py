@@ -6,6 +6,7 @@ from .apply import apply_command
 from .classify import classify_command
 from .convert import convert_command
 from .explain import explain_command
+from .optimize import optimize_command
 from .plots import plot_confusion_command, plot_training_command, plot_vectors_command
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.command("convert")(convert_command)
 app.command("classify")(classify_command)
 app.command("apply")(apply_command)
 app.command("explain")(explain_command)
+app.command("optimize")(optimize_command)
 app.command("plot-training")(plot_training_command)
 app.command("plot-confusion")(plot_confusion_command)
 app.command("plot-vectors")(plot_vectors_command)

@@ -25,6 +25,7 @@ from .extensions import CLS_VECTOR, install_extensions
 from .hooks import install_vector_hooks
 from .predictions import ClsScores, vectors_of
 from ..layers.encoder import apply_configured_settings, configured_settings, n_cut_docs
+from ..layers.onnx_encoder import graph_beside_model
 from ..models.loaders import default_model_name
 from .spans import record_source, register_source
 from .validation import check_examples, check_finite_loss, check_initialize_data, check_initialized, label_list
@@ -110,8 +111,15 @@ class ClsClassifierMixin:
             return super().from_bytes(bytes_data, exclude=exclude)
 
     def from_disk(self, path, *, exclude=tuple()):
-        with self._config_wins():
+        with self._config_wins(), graph_beside_model(self._own_encoder(), path, saving=False):
             return super().from_disk(path, exclude=exclude)
+
+    def to_disk(self, path, *, exclude=tuple()):
+        with graph_beside_model(self._own_encoder(), path, saving=True):
+            return super().to_disk(path, exclude=exclude)
+
+    def _own_encoder(self) -> Optional[Model]:
+        return self.model.get_ref("encoder") if self.model.has_ref("encoder") else None
 
     @contextmanager
     def _config_wins(self):
