@@ -63,6 +63,11 @@ class OnnxShim(Shim):
         self.graph_file: Optional[Path] = None
         self.graph_outside = False
 
+    @property
+    def ready(self) -> bool:
+        """Whether a graph is loaded (the shim wraps no torch model: `_model` is None)."""
+        return self.session is not None
+
     def load(self, graph: bytes, tokenizer_files: Dict[str, bytes], where: str) -> None:
         session = self._open(graph, where)
         tokenizer = load_tokenizer(tokenizer_files)

@@ -181,11 +181,17 @@ def check_initialize_data(
         check_examples(get_dev(), "dev", component, exclusive, list(train_labels), dev_fix)
 
 
+def _shim_ready(shim) -> bool:
+    """A shim that says whether it is ready (`ready`), or one that wraps a model (`_model`)."""
+    ready = getattr(shim, "ready", None)
+    return bool(ready) if ready is not None else getattr(shim, "_model", True) is not None
+
+
 def check_initialized(model, component: str) -> None:
     """Refuse to run a model with a layer that has no weights yet."""
     for node in model.walk():
         unset = [name for name in node.param_names if node.has_param(name) is None]
-        if unset or any(getattr(shim, "_model", True) is None for shim in node.shims):
+        if unset or not all(_shim_ready(shim) for shim in node.shims):
             raise ValueError(
                 f"{component}: the component has no weights yet, so it cannot classify or "
                 f"train. Call nlp.initialize() first (with training examples, or after "
