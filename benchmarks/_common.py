@@ -14,7 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# SPACY_CLS_DATA names the folder holding the data sets; default: shared/data beside the project.
+SHARED_DATA = Path(os.environ.get("SPACY_CLS_DATA") or ROOT.parent / "shared" / "data")
 RESULTS = ROOT / "benchmarks" / "results"
 
 

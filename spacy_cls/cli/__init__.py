@@ -4,8 +4,11 @@ import typer
 
 from .classify import classify_command
 from .convert import convert_command
+from .cv import cv_command
 from .explain import explain_command
 from .plots import plot_confusion_command, plot_training_command, plot_vectors_command
+from .rank import rank_uncertain_command
+from .tune import tune_command
 
 app = typer.Typer(
     name="spacy_cls",
@@ -27,3 +30,6 @@ app.command("explain")(explain_command)
 app.command("plot-training")(plot_training_command)
 app.command("plot-confusion")(plot_confusion_command)
 app.command("plot-vectors")(plot_vectors_command)
+app.command("tune")(tune_command)
+app.command("rank-uncertain")(rank_uncertain_command)
+app.command("cv", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(cv_command)
