@@ -77,10 +77,10 @@ RUNS_LIST: List[Run] = [
     Run("sst2-1to20-weights-none", "sst2", "weights", steps=150, positive_ratio=20),
     Run("sst2-1to20-weights-balanced", "sst2", "weights", steps=150, positive_ratio=20,
         class_weights="balanced"),
-    Run("chnsenticorp-calibration", "chnsenticorp", "calibration", steps=125, holdout=1000),
-    Run("tnews-weights-none", "tnews", "weights", steps=150),
-    Run("tnews-weights-balanced", "tnews", "weights", steps=150, class_weights="balanced"),
-    Run("trec-cv", "trec", "cv", steps=60, folds=5),
+    Run("chnsenticorp-calibration", "chnsenticorp", "calibration", steps=60, holdout=1000),
+    Run("tnews-weights-none", "tnews", "weights", steps=80),
+    Run("tnews-weights-balanced", "tnews", "weights", steps=80, class_weights="balanced"),
+    Run("trec-cv", "trec", "cv", steps=30, folds=5),
 ]
 RUNS_BY_KEY = {run.key: run for run in RUNS_LIST}
 

@@ -37,6 +37,11 @@ def best_threshold(scores: numpy.ndarray, truth: numpy.ndarray, *, min_threshold
         score = f1(scores >= t, truth)
         if score >= best[1]:
             best = (float(t), score)
+    # The same decisions on this set hold for any cut between the chosen score and the
+    # next lower one: take the middle, the cut farthest from both.
+    below = scores[scores < best[0]]
+    if len(below) and best[0] > min_threshold:
+        best = (max(float(min_threshold), (best[0] + float(below.max())) / 2), best[1])
     return best
 
 
@@ -63,7 +68,7 @@ def tune_thresholds(
         if gold[:, j].sum() < min_positives:
             tuned[label] = float(default)
         else:
-            tuned[label] = round(best_threshold(probs[:, j], gold[:, j], min_threshold=min_threshold)[0], 6)
+            tuned[label] = best_threshold(probs[:, j], gold[:, j], min_threshold=min_threshold)[0]
     return tuned
 
 

@@ -116,7 +116,7 @@ def _tune_exclusive(scored: ScoredSet, name, temperature, abstain, abstain_accur
         if new_abstain is None:
             notes.append(f"no abstain threshold reaches accuracy {abstain_accuracy} on this dev set; none set")
         else:
-            settings["abstain_threshold"] = round(new_abstain, 6)
+            settings["abstain_threshold"] = float(new_abstain)
     result = TuneResult(
         component=name, multi_label=False, n_docs=len(scored.gold), settings=settings,
         before=evaluate(scored, temperature=temperature, abstain_threshold=abstain),
