@@ -73,7 +73,7 @@ class Run:
 # raise them here for a longer, closer-to-converged run.
 RUNS_LIST: List[Run] = [
     Run("sst2-calibration", "sst2", "calibration", steps=250, holdout=2000),
-    Run("goemotions-thresholds", "goemotions", "thresholds", steps=150, holdout=5000),
+    Run("goemotions-thresholds", "goemotions", "thresholds", steps=100, holdout=5000),
     Run("sst2-1to20-weights-none", "sst2", "weights", steps=150, positive_ratio=20),
     Run("sst2-1to20-weights-balanced", "sst2", "weights", steps=150, positive_ratio=20,
         class_weights="balanced"),
@@ -139,7 +139,7 @@ def train(run: Run, log_path: Path) -> Path:
     work = MODELS / run.key
     model_dir = work / "model"
     if (model_dir / "meta.json").exists():
-        log(log_path, f"reusing the saved pipeline {model_dir}")
+        log(log_path, f"reusing the saved pipeline {model_dir.relative_to(ROOT)}")
         return model_dir
     work.mkdir(parents=True, exist_ok=True)
     task = TASKS[run.task]
@@ -233,10 +233,12 @@ def run_one(run: Run) -> Optional[Path]:
         print(f"[skip] {run.key}: result exists")
         return None
     lock = RUNS / f"{run.key}.lock"
+    if lock.exists() and not _alive(lock):
+        lock.unlink(missing_ok=True)  # left by a process that died
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        print(f"[busy] {run.key}: {lock} exists (another process runs it; delete the lock if not)")
+        print(f"[busy] {run.key}: another process runs it")
         return None
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
@@ -267,6 +269,16 @@ def run_one(run: Run) -> Optional[Path]:
         return out
     finally:
         lock.unlink(missing_ok=True)
+
+
+def _alive(lock: Path) -> bool:
+    try:
+        os.kill(int(lock.read_text() or 0), 0)
+    except (ValueError, ProcessLookupError, FileNotFoundError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # ---------------------------------------------------------------------------

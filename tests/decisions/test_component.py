@@ -36,6 +36,8 @@ def test_balanced_weights_are_computed_at_initialize_and_saved(tiny_bert, tmp_pa
     from_bytes.add_pipe("cls_classifier", config={"model": {"name": tiny_bert}, "class_weights": "balanced"})
     from_bytes.from_bytes(nlp.to_bytes())
     assert from_bytes.get_pipe("cls_classifier")._loss_weights() == pytest.approx(expected)
+    # the scorer (given the component's cfg as keyword arguments) still scores
+    assert 0.0 <= spacy.load(tmp_path / "p").evaluate(examples)["cats_score"] <= 1.0
 
 
 def test_the_loaded_config_wins_over_saved_weights(tiny_bert, tmp_path):
