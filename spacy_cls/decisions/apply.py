@@ -68,6 +68,13 @@ def annotate(component, docs: Iterable, scores: numpy.ndarray, labels_attr: str,
     labels: List[str] = list(component.labels)
     multi_label = bool(component.model.attrs.get("multi_label"))
     threshold = float(component.cfg.get("threshold", 0.5))
+    if multi_label and component.thresholds:
+        unknown = set(component.thresholds) - set(labels)
+        if unknown:
+            raise ValueError(
+                f"[{component.name}] thresholds names labels the component does not have: {sorted(unknown)}. "
+                f"Its labels: {labels}."
+            )
     cut = threshold_vector(labels, threshold, component.thresholds) if multi_label else None
     decided = decide(scores, multi_label=multi_label, threshold=threshold, thresholds=cut,
                      abstain_threshold=getattr(component, "abstain_threshold", None))

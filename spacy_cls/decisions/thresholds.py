@@ -116,7 +116,7 @@ def decide(
         cut = thresholds if thresholds is not None else numpy.full(probs.shape[1], threshold)
         return probs >= cut[None, :]
     chosen = numpy.zeros(probs.shape, dtype=bool)
-    if probs.shape[0] == 0:
+    if probs.shape[0] == 0 or probs.shape[1] == 0:
         return chosen
     top = probs.argmax(axis=1)
     keep = numpy.ones(len(top), dtype=bool)

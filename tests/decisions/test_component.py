@@ -147,3 +147,11 @@ def test_per_label_thresholds_decide_the_labels(multilabel_pipeline, tmp_path):
         assert "FOOD" in doc._.cls_labels
         assert ("SERVICE" in doc._.cls_labels) == (doc.cats["SERVICE"] >= 1.0)
         assert ("PRICE" in doc._.cls_labels) == (doc.cats["PRICE"] >= 0.5)
+
+
+def test_thresholds_for_an_unknown_label_fail_loudly(multilabel_pipeline, tmp_path):
+    nlp = spacy.load(multilabel_pipeline)
+    nlp.to_disk(tmp_path / "p")
+    write_settings(tmp_path / "p", "cls_classifier_multilabel", {"thresholds": {"FOOOD": 0.2}})
+    with pytest.raises(ValueError, match="FOOOD"):
+        spacy.load(tmp_path / "p")("cheap food")
