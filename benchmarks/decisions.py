@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -73,14 +74,14 @@ class Run:
 # raise them here for a longer, closer-to-converged run.
 RUNS_LIST: List[Run] = [
     Run("sst2-calibration", "sst2", "calibration", steps=250, holdout=2000),
-    Run("goemotions-thresholds", "goemotions", "thresholds", steps=100, holdout=5000),
+    Run("goemotions-thresholds", "goemotions", "thresholds", steps=60, holdout=3000),
     Run("sst2-1to20-weights-none", "sst2", "weights", steps=150, positive_ratio=20),
     Run("sst2-1to20-weights-balanced", "sst2", "weights", steps=150, positive_ratio=20,
         class_weights="balanced"),
     Run("chnsenticorp-calibration", "chnsenticorp", "calibration", steps=60, holdout=1000),
     Run("tnews-weights-none", "tnews", "weights", steps=80),
     Run("tnews-weights-balanced", "tnews", "weights", steps=80, class_weights="balanced"),
-    Run("trec-cv", "trec", "cv", steps=30, folds=5),
+    Run("trec-cv", "trec", "cv", steps=20, folds=5),
 ]
 RUNS_BY_KEY = {run.key: run for run in RUNS_LIST}
 
@@ -188,7 +189,8 @@ def dev_docbin(task: Task, work: Path) -> Path:
 def analyse(run: Run, model_dir: Path, log_path: Path) -> Dict:
     import spacy
 
-    from spacy_cls.decisions import collect, evaluate, fit_temperature, tune_thresholds
+    from spacy_cls.decisions import collect, coverage_curve, evaluate, fit_temperature, tune_thresholds
+    from spacy_cls.decisions.tune import COVERAGE_CUTS
 
     task = TASKS[run.task]
     work = model_dir.parent
@@ -202,7 +204,8 @@ def analyse(run: Run, model_dir: Path, log_path: Path) -> Dict:
         temperature = fit_temperature(held.logits, held.gold)
         result.update(temperature=temperature,
                       before=evaluate(dev, temperature=1.0),
-                      after=evaluate(dev, temperature=temperature))
+                      after=evaluate(dev, temperature=temperature),
+                      coverage=coverage_curve(dev.probabilities(temperature), dev.gold, COVERAGE_CUTS))
     elif run.kind == "thresholds":
         held = collect(nlp, task.component, work / "holdout.spacy")
         tuned = tune_thresholds(held.probabilities(), held.gold, held.labels, default=component.cfg["threshold"])
@@ -251,6 +254,7 @@ def run_one(run: Run) -> Optional[Path]:
         else:
             found = analyse(run, train(run, log_path), log_path)
         task = TASKS[run.task]
+        trained = re.findall(r"trained in ([0-9.]+) min", log_path.read_text(encoding="utf8"))
         record = {
             "key": run.key, "task": run.task, "title": task.title, "kind": run.kind,
             "steps": run.steps, "full_budget_steps": task.full.steps, "batch_size": BATCH_SIZE,
@@ -259,6 +263,7 @@ def run_one(run: Run) -> Optional[Path]:
             "positive_ratio": run.positive_ratio, "folds": run.folds,
             **found,
             "total_seconds": time.perf_counter() - wall0,
+            "train_minutes": float(trained[-1]) if trained else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "command": command_line(), "machine": machine(), "load_average": os.getloadavg(),
         }
@@ -317,22 +322,36 @@ def report() -> Path:
     if rows:
         parts += ["## Temperature scaling (dev; T fitted on held-out train rows)", "",
                   markdown_table(["task", "steps (of full budget)", "T", "accuracy", "ECE before", "ECE after",
-                                  "Brier before", "Brier after", "NLL before", "NLL after"], rows), ""]
+                                  "Brier before", "Brier after", "NLL before", "NLL after"], rows), "",
+                  "Abstaining below a calibrated top score: coverage (share of dev docs given a label) "
+                  "and accuracy on them.", ""]
+        rows = []
+        for r in records.values():
+            if r["kind"] == "calibration" and r.get("coverage"):
+                for c in r["coverage"]:
+                    rows.append([r["title"], f"{c['threshold']:.2f}", _pct(c["coverage"]), _pct(c["accuracy"])])
+        parts += [markdown_table(["task", "abstain below", "coverage", "accuracy"], rows), ""]
     rows = []
     for r in records.values():
         if r["kind"] == "weights":
             s = r["scores"]
             data = r["title"] + (f", positives 1:{r['positive_ratio']} of negatives" if r["positive_ratio"] else "")
+            worst = min(s["per_label_f1"].items(), key=lambda kv: kv[1])
             rows.append([data, budget(r), r["class_weights"] or "none", _pct(s["accuracy"]),
-                         _pct(s["macro_f1"])])
+                         _pct(s["macro_f1"]), f"{worst[0]} {_pct(worst[1])}"])
     if rows:
         parts += ["## Class weights (dev)", "",
                   markdown_table(["training data", "steps (of full budget)", "class_weights", "accuracy",
-                                  "macro-F1"], rows), ""]
+                                  "macro-F1", "lowest label F1"], rows), ""]
     for r in records.values():
         if r["kind"] == "cv":
             parts += [f"## Cross-validation: {r['title']}, {r['folds']} folds ({budget(r)} steps each)", "",
                       r["cv"]["markdown"], ""]
+    parts += ["## Runs", "", markdown_table(
+        ["run", "command", "date", "training minutes", "load average (1, 5, 15 min) at the end"],
+        [[r["key"], f"`{r['command']}`", r["date"],
+          "-" if r.get("train_minutes") is None else f"{r['train_minutes']:.1f}",
+          ", ".join(f"{x:.1f}" for x in r["load_average"])] for r in records.values()]), ""]
     info = machine()
     header = [
         "# Decisions: class weights, thresholds, calibration, variance", "",
