@@ -147,3 +147,23 @@ def test_cv_trains_each_fold_once_and_resumes(tiny_bert, tmp_path):
     again = invoke(*args)
     assert again.exit_code == 0
     assert again.output.count("[skip]") == 2 and "[run]" not in again.output
+
+
+def test_cv_over_seeds_scores_on_the_configs_dev_set(tiny_bert, tmp_path):
+    out = tmp_path / "seeds"
+    result = invoke("cv", ROOT / "configs" / "en_demo.cfg", "--output", out, "--folds", "1", "--seeds", "2",
+                    "--paths.train", ROOT / "corpus" / "en_demo" / "train.jsonl",
+                    "--paths.dev", ROOT / "corpus" / "en_demo" / "dev.jsonl",
+                    "--components.cls_classifier.model.name", tiny_bert,
+                    "--corpora.train.limit", "16", "--training.max_steps", "1", "--training.eval_frequency", "1",
+                    "--training.batcher.size", "8")
+    assert result.exit_code == 0, result.output
+    table = json.loads((out / "cv.json").read_text())
+    assert [(run["name"], run["seed"]) for run in table["runs"]] == [("seed0", 0), ("seed1", 1)]
+    assert not (out / "folds").exists()
+    assert table["summary"]["cats_score"]["n"] == 2
+
+
+def test_cv_refuses_a_missing_config(tmp_path):
+    result = invoke("cv", tmp_path / "nope.cfg", "--output", tmp_path / "cv")
+    assert result.exit_code == 2 and "does not exist" in result.output
