@@ -227,6 +227,7 @@ def run_cv(run: Run, log_path: Path) -> Dict:
     work = MODELS / run.key
     table = run_cross_validation(ROOT / task.config, work, folds=run.folds, seeds=1, overrides=overrides,
                                  log=lambda message: log(log_path, message))
+    table["config"] = task.config
     return {"cv": table}
 
 
