@@ -5,9 +5,12 @@ import typer
 from .apply import apply_command
 from .classify import classify_command
 from .convert import convert_command
+from .cv import cv_command
 from .explain import explain_command
 from .optimize import optimize_command
 from .plots import plot_confusion_command, plot_training_command, plot_vectors_command
+from .rank import rank_uncertain_command
+from .tune import tune_command
 
 app = typer.Typer(
     name="spacy_cls",
@@ -31,3 +34,6 @@ app.command("optimize")(optimize_command)
 app.command("plot-training")(plot_training_command)
 app.command("plot-confusion")(plot_confusion_command)
 app.command("plot-vectors")(plot_vectors_command)
+app.command("tune")(tune_command)
+app.command("rank-uncertain")(rank_uncertain_command)
+app.command("cv", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(cv_command)

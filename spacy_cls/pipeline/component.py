@@ -8,7 +8,7 @@ differences from textcat are listed in docs/textcat.md.
 """
 import os
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
 import torch
@@ -21,7 +21,12 @@ from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
 
 from . import scorer as _scorer  # noqa: F401  (registers spacy_cls.textcat_scorer.v1)
-from .extensions import CLS_VECTOR, install_extensions
+from ..decisions.apply import annotate, temperature_applied
+from ..decisions.calibration import temperature_to_apply
+from ..decisions.thresholds import check_abstain_threshold, check_thresholds
+from ..decisions.uncertainty import check_measure
+from ..decisions.weights import BALANCED, check_class_weights, gold_matrix, resolve_class_weights, weighted_loss
+from .extensions import CLS_LABELS, CLS_UNCERTAINTY, CLS_VECTOR, install_extensions
 from .hooks import install_vector_hooks
 from .predictions import ClsScores, vectors_of
 from ..layers.encoder import apply_configured_settings, configured_settings, n_cut_docs
@@ -96,6 +101,21 @@ class ClsClassifierMixin:
     # True while initialize runs, after its own checks of the data.
     _data_checked: bool = False
 
+    # Decision settings (docs/decisions.md), from the factory's config.
+    class_weights = None
+    temperature: float = 1.0
+    thresholds: Optional[Dict[str, float]] = None
+    abstain_threshold: Optional[float] = None
+    uncertainty: str = "margin"
+
+    def _set_decision_settings(self, class_weights, uncertainty, **settings) -> None:
+        check_class_weights(class_weights, self.name)
+        check_measure(uncertainty, self.name)
+        self.class_weights = class_weights
+        self.uncertainty = uncertainty
+        for key, value in settings.items():
+            setattr(self, key, value)
+
     @property
     def encoder(self) -> Model:
         return self.model.get_ref("encoder")
@@ -136,7 +156,8 @@ class ClsClassifierMixin:
         docs = list(docs)
         check_initialized(self.model, self.name)
         encoded = self.encoder.predict(docs)
-        scores = self.model.get_ref("head").predict(encoded.features)
+        with temperature_applied(self.model, self.temperature):
+            scores = self.model.get_ref("head").predict(encoded.features)
         ops = self.model.ops
         return ClsScores.of(ops.to_numpy(scores), ops.to_numpy(encoded.cls))
 
@@ -159,6 +180,7 @@ class ClsClassifierMixin:
             for j, label in enumerate(labels):
                 doc.cats[label] = float(scores[i, j])
             doc._.set(CLS_VECTOR, numpy.array(cls_vectors[i], dtype=numpy.float32))
+        annotate(self, docs, scores, CLS_LABELS, CLS_UNCERTAINTY)
         if self.vector_source is None:
             self.vector_source = register_source(self)
         for doc in docs:
@@ -210,14 +232,38 @@ class ClsClassifierMixin:
         ops = self.model.ops
         scores = ops.asarray2f(numpy.asarray(scores) if isinstance(scores, ClsScores) else scores)
         not_missing = ops.asarray(not_missing)
-        n_docs = max(len(examples), 1)
-        d_scores = (scores - truths) * not_missing / n_docs
-        probs = ops.xp.clip(scores, 1e-7, 1 - 1e-7)
-        if self.model.attrs.get("multi_label"):
-            loss = -(truths * ops.xp.log(probs) + (1 - truths) * ops.xp.log(1 - probs))
+        weights = self._loss_weights()
+        if weights is not None:
+            weights = ops.asarray1f(numpy.asarray(weights, dtype="float32"))
+        return weighted_loss(scores, truths, not_missing, weights,
+                             multi_label=bool(self.model.attrs.get("multi_label")), xp=ops.xp)
+
+    def _loss_weights(self) -> Optional[List[float]]:
+        """One weight per label (docs/decisions.md), or None: "balanced" was computed at
+        initialize and saved in the component's cfg; a table is read from the config."""
+        if self.class_weights is None:
+            return None
+        if self.class_weights == BALANCED:
+            weights = self.cfg.get("balanced_class_weights")
+            if weights is None or len(weights) != len(self.labels):
+                raise ValueError(
+                    f"[{self.name}] class_weights = \"balanced\" is computed from the training "
+                    f"examples at initialize: call nlp.initialize() before training."
+                )
+            return weights
+        return resolve_class_weights(self.class_weights, self.labels, None,
+                                     multi_label=bool(self.model.attrs.get("multi_label")), component=self.name)
+
+    def _initialize_class_weights(self, get_examples: Callable[[], Iterable[Example]]) -> None:
+        if self.class_weights == BALANCED:
+            truths = gold_matrix(get_examples(), self.labels)
+            self.cfg["balanced_class_weights"] = resolve_class_weights(
+                BALANCED, self.labels, truths, multi_label=bool(self.model.attrs.get("multi_label")),
+                component=self.name,
+            )
         else:
-            loss = -(truths * ops.xp.log(probs))
-        return float((loss * not_missing).sum() / n_docs), d_scores
+            self.cfg.pop("balanced_class_weights", None)
+            self._loss_weights()  # a table naming an unknown label fails here, not at the first update
 
     def _validate_categories(self, examples: Iterable[Example]) -> None:
         if self._data_checked:
@@ -266,15 +312,23 @@ class ClsClassifier(ClsClassifierMixin, TextCategorizer):
         scorer: Optional[Callable] = None,
         lang: Optional[str] = None,
         set_doc_vector: bool = False,
+        class_weights=None,
+        temperature: float = 1.0,
+        abstain_threshold: Optional[float] = None,
+        uncertainty: str = "margin",
     ) -> None:
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self._lang = lang
         self.set_doc_vector = set_doc_vector
+        check_abstain_threshold(abstain_threshold, name)
+        self._set_decision_settings(class_weights, uncertainty, temperature=temperature_to_apply(temperature, name),
+                                    abstain_threshold=abstain_threshold)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None):
         labels = label_list(labels, self.name)
         with self._initializing(get_examples, nlp, labels):
             super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
+        self._initialize_class_weights(get_examples)
 
 
 class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
@@ -290,23 +344,34 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
         scorer: Optional[Callable] = None,
         lang: Optional[str] = None,
         set_doc_vector: bool = False,
+        class_weights=None,
+        thresholds: Optional[Dict[str, float]] = None,
+        uncertainty: str = "margin",
     ) -> None:
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self._lang = lang
         self.set_doc_vector = set_doc_vector
+        check_thresholds(thresholds, name)
+        self._set_decision_settings(class_weights, uncertainty,
+                                    thresholds=dict(thresholds) if thresholds is not None else None)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None):
         labels = label_list(labels, self.name)
         with self._initializing(get_examples, nlp, labels):
             super().initialize(get_examples, nlp=nlp, labels=labels)
+        self._initialize_class_weights(get_examples)
 
 
 @Language.factory(
     "cls_classifier",
-    assigns=["doc.cats", f"doc._.{CLS_VECTOR}"],
+    assigns=["doc.cats", f"doc._.{CLS_VECTOR}", f"doc._.{CLS_LABELS}", f"doc._.{CLS_UNCERTAINTY}"],
     default_config={
         "threshold": 0.0,
         "set_doc_vector": False,
+        "class_weights": None,
+        "temperature": 1.0,
+        "abstain_threshold": None,
+        "uncertainty": "margin",
         "model": DEFAULT_MODEL,
         "scorer": {"@scorers": "spacy_cls.textcat_scorer.v1"},
     },
@@ -319,11 +384,17 @@ def make_cls_classifier(
     threshold: float,
     scorer: Optional[Callable],
     set_doc_vector: bool,
+    class_weights: Optional[Union[str, Dict[str, float]]] = None,
+    temperature: float = 1.0,
+    abstain_threshold: Optional[float] = None,
+    uncertainty: str = "margin",
 ) -> ClsClassifier:
     install_extensions()
     guard_forked_torch()
     component = ClsClassifier(
-        nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang, set_doc_vector=set_doc_vector
+        nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang, set_doc_vector=set_doc_vector,
+        class_weights=class_weights, temperature=temperature, abstain_threshold=abstain_threshold,
+        uncertainty=uncertainty,
     )
     component.vector_source = register_source(component, nlp)
     return component
@@ -331,10 +402,13 @@ def make_cls_classifier(
 
 @Language.factory(
     "cls_classifier_multilabel",
-    assigns=["doc.cats", f"doc._.{CLS_VECTOR}"],
+    assigns=["doc.cats", f"doc._.{CLS_VECTOR}", f"doc._.{CLS_LABELS}", f"doc._.{CLS_UNCERTAINTY}"],
     default_config={
         "threshold": 0.5,
         "set_doc_vector": False,
+        "class_weights": None,
+        "thresholds": None,
+        "uncertainty": "margin",
         "model": DEFAULT_MULTILABEL_MODEL,
         "scorer": {"@scorers": "spacy.textcat_multilabel_scorer.v2"},
     },
@@ -347,11 +421,15 @@ def make_cls_classifier_multilabel(
     threshold: float,
     scorer: Optional[Callable],
     set_doc_vector: bool,
+    class_weights: Optional[Union[str, Dict[str, float]]] = None,
+    thresholds: Optional[Dict[str, float]] = None,
+    uncertainty: str = "margin",
 ) -> ClsClassifierMultilabel:
     install_extensions()
     guard_forked_torch()
     component = ClsClassifierMultilabel(
-        nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang, set_doc_vector=set_doc_vector
+        nlp.vocab, model, name, threshold=threshold, scorer=scorer, lang=nlp.lang, set_doc_vector=set_doc_vector,
+        class_weights=class_weights, thresholds=thresholds, uncertainty=uncertainty,
     )
     component.vector_source = register_source(component, nlp)
     return component

@@ -1,9 +1,9 @@
 """The custom attributes this package writes on spaCy objects."""
 from spacy.tokens import Doc, Span
 
-from .attrs import CLS_ATTENTION, CLS_VECTOR
+from .attrs import CLS_ATTENTION, CLS_LABELS, CLS_UNCERTAINTY, CLS_VECTOR
 
-__all__ = ["CLS_ATTENTION", "CLS_VECTOR", "install_extensions"]
+__all__ = ["CLS_ATTENTION", "CLS_LABELS", "CLS_UNCERTAINTY", "CLS_VECTOR", "install_extensions"]
 
 
 def install_extensions() -> None:
@@ -12,6 +12,10 @@ def install_extensions() -> None:
         Doc.set_extension(CLS_VECTOR, default=None)
     if not Doc.has_extension(CLS_ATTENTION):
         Doc.set_extension(CLS_ATTENTION, default=None)
+    if not Doc.has_extension(CLS_LABELS):
+        Doc.set_extension(CLS_LABELS, default=None)
+    if not Doc.has_extension(CLS_UNCERTAINTY):
+        Doc.set_extension(CLS_UNCERTAINTY, default=None)
     if not Span.has_extension(CLS_VECTOR):
         # Per span: the [CLS] row of the span's text, cached in the doc (spacy_cls.pipeline.spans).
         Span.set_extension(CLS_VECTOR, getter=_get_span_vector, setter=_set_span_vector)
