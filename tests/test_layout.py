@@ -102,3 +102,10 @@ def test_public_names_unchanged():
     assert spacy_cls.ClsClassifierMultilabel is ClsClassifierMultilabel
     assert spacy_cls.pipeline.ClsClassifier is ClsClassifier
     assert callable(spacy_cls.quantize.quantize_pipeline)
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by base name (no __init__.py in tests/): two files of
+    one name in different folders cannot both be collected."""
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({name for name in names if names.count(name) > 1}) == []
