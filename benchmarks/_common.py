@@ -157,3 +157,14 @@ def write_results(name: str, title: str, body_md: str, data: Dict, notes: Option
     payload = {"command": command, "date": stamp, "machine": info, **data}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
     return RESULTS / f"{name}.md"
+
+
+def lock_holder_alive(lock: Path) -> bool:
+    """Whether the process whose id a run's lock file holds is still running."""
+    try:
+        os.kill(int(lock.read_text() or 0), 0)
+    except (ValueError, ProcessLookupError, FileNotFoundError):
+        return False
+    except PermissionError:
+        return True
+    return True

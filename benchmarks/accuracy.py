@@ -40,7 +40,7 @@ os.environ.setdefault("ANSI_COLORS_DISABLED", "1")  # plain text in the progress
 import numpy  # noqa: E402
 import torch  # noqa: E402
 
-from _common import ROOT, machine as shared_machine  # noqa: E402
+from _common import ROOT, lock_holder_alive, machine as shared_machine  # noqa: E402
 from accuracy_tasks import (  # noqa: E402
     RUNS,
     BATCH_SIZE,
@@ -217,7 +217,7 @@ def claimed(lock: Path):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            if _alive(lock):
+            if lock_holder_alive(lock):
                 yield False
                 return
             lock.unlink(missing_ok=True)
@@ -230,16 +230,6 @@ def claimed(lock: Path):
             lock.unlink(missing_ok=True)
         return
     yield False
-
-
-def _alive(lock: Path) -> bool:
-    try:
-        os.kill(int(lock.read_text() or 0), 0)
-    except (ValueError, ProcessLookupError, FileNotFoundError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _run_claimed(task: Task, mode: str, budget: Budget, variant: str, work: Callable[[Path], Dict],

@@ -41,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy  # noqa: E402
 import torch  # noqa: E402
 
-from _common import ROOT, RESULTS, machine, markdown_table  # noqa: E402
+from _common import ROOT, RESULTS, lock_holder_alive, machine, markdown_table  # noqa: E402
 from accuracy_tasks import (  # noqa: E402
     BATCH_SIZE,
     TASKS,
@@ -238,7 +238,7 @@ def run_one(run: Run) -> Optional[Path]:
         print(f"[skip] {run.key}: result exists")
         return None
     lock = RUNS / f"{run.key}.lock"
-    if lock.exists() and not _alive(lock):
+    if lock.exists() and not lock_holder_alive(lock):
         lock.unlink(missing_ok=True)  # left by a process that died
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -276,16 +276,6 @@ def run_one(run: Run) -> Optional[Path]:
         return out
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _alive(lock: Path) -> bool:
-    try:
-        os.kill(int(lock.read_text() or 0), 0)
-    except (ValueError, ProcessLookupError, FileNotFoundError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---------------------------------------------------------------------------
