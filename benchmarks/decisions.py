@@ -83,6 +83,9 @@ RUNS_LIST: List[Run] = [
     Run("tnews-weights-none", "tnews", "weights", steps=60, dev_limit=2000),
     Run("tnews-weights-balanced", "tnews", "weights", steps=60, class_weights="balanced", dev_limit=2000),
     Run("trec-cv", "trec", "cv", steps=20, folds=5),
+    # The accuracy benchmark's budgets (benchmarks/accuracy_tasks.py), where the runs above cut them.
+    Run("goemotions-thresholds-full", "goemotions", "thresholds", steps=600, holdout=3000),
+    Run("sst2-calibration-full", "sst2", "calibration", steps=500, holdout=2000),
 ]
 RUNS_BY_KEY = {run.key: run for run in RUNS_LIST}
 
