@@ -360,8 +360,7 @@ def test_frozen_runs_train_the_budgets_rows_for_several_epochs(benchmark_modules
     steps, rows = accuracy.frozen_schedule(budget, n_available=1000)
     assert rows == 1000 and steps == tasks.FROZEN_EPOCHS * 32
     assert tasks.examples_in_steps(rows, steps) == tasks.FROZEN_EPOCHS * 1000
-    if not (tasks.SHARED_DATA / "sst2").is_dir():
-        pytest.skip("the SST-2 files are not in the data folder")
+    require_datasets("sst2")
     overrides = tasks.config_overrides(tasks.TASKS["sst2"], budget, frozen=True, steps=5000,
                                           train_limit=16000)
     assert overrides["corpora.train.limit"] == 16000
