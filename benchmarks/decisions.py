@@ -86,6 +86,8 @@ RUNS_LIST: List[Run] = [
     # The accuracy benchmark's budgets (benchmarks/accuracy_tasks.py), where the runs above cut them.
     Run("goemotions-thresholds-full", "goemotions", "thresholds", steps=600, holdout=3000),
     Run("sst2-calibration-full", "sst2", "calibration", steps=500, holdout=2000),
+    Run("chnsenticorp-calibration-full", "chnsenticorp", "calibration", steps=250, holdout=1000),
+    Run("trec-cv-full", "trec", "cv", steps=250, folds=5),
 ]
 RUNS_BY_KEY = {run.key: run for run in RUNS_LIST}
 
