@@ -88,6 +88,8 @@ RUNS_LIST: List[Run] = [
     Run("sst2-calibration-full", "sst2", "calibration", steps=500, holdout=2000),
     Run("chnsenticorp-calibration-full", "chnsenticorp", "calibration", steps=250, holdout=1000),
     Run("trec-cv-full", "trec", "cv", steps=250, folds=5),
+    Run("tnews-weights-none-full", "tnews", "weights", steps=600, dev_limit=2000),
+    Run("tnews-weights-balanced-full", "tnews", "weights", steps=600, class_weights="balanced", dev_limit=2000),
 ]
 RUNS_BY_KEY = {run.key: run for run in RUNS_LIST}
 
