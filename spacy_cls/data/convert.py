@@ -73,6 +73,8 @@ class ConversionReport:
     shared_with_dev: int = 0
     shared_texts: List[str] = field(default_factory=list)
     train_command: Optional[str] = None
+    debug_command: Optional[str] = None
+    evaluate_command: Optional[str] = None
 
     @property
     def rows_rejected(self) -> int:
@@ -106,9 +108,12 @@ class ConversionReport:
         lines.append("dry run: nothing written" if self.dry_run else f"report: {self.report_path}")
         if self.train_command:
             if self.dev is None and self.holdout is None:
-                lines.append("train (DEV.spacy: a dev corpus, e.g. converted with --dev, or held out with --holdout):")
-            else:
-                lines.append("train:")
+                lines.append("DEV.spacy below: a dev corpus, e.g. converted with --dev, or held out with --holdout.")
+            lines.append("check the data (spaCy's debug data):")
+            lines.append(f"  {self.debug_command}")
+            lines.append("evaluate a trained pipeline on the dev corpus:")
+            lines.append(f"  {self.evaluate_command}")
+            lines.append("train:")
             lines.append(f"  {self.train_command}")
         return "\n".join(lines)
 
@@ -220,6 +225,8 @@ def convert(
         reports.append(report.dev)
     if not dry_run:
         report.train_command = train_command(report, lang)
+        report.debug_command = debug_data_command(report, lang)
+        report.evaluate_command = evaluate_command(report)
     if write_report and not dry_run:
         for file_report in reports[1:] + [report]:
             file_report.write_json()
@@ -269,17 +276,42 @@ def _set_shared(report: ConversionReport, train: Sequence[Row], dev: Sequence[Ro
     report.shared_texts = shared[:MAX_SHARED_LISTED]
 
 
-def train_command(report: ConversionReport, lang: str) -> str:
-    """`spacy train` on the written files with spaCy's own corpus reader, which the
-    command line puts in place of the config's corpus blocks."""
-    dev = report.dev.output if report.dev else report.holdout.output if report.holdout else "DEV.spacy"
-    config = EXAMPLE_CONFIGS.get((lang, report.exclusive), "CONFIG.cfg")
-    args = ["python", "-m", "spacy", "train", config, "--output", "training",
-            "--paths.train", report.output, "--paths.dev", dev]
+# spaCy's own reader with every argument given: `spacy debug data` validates a corpus block
+# given on the command line without filling in its defaults ("gold_preproc missing").
+CORPUS_BLOCK = {"@readers": "spacy.Corpus.v1", "gold_preproc": False, "max_length": 0, "limit": 0, "augmenter": None}
+
+
+def _dev_path(report: ConversionReport) -> str:
+    return str(report.dev.output if report.dev else report.holdout.output if report.holdout else "DEV.spacy")
+
+
+def corpus_overrides(report: ConversionReport) -> List[str]:
+    """The command-line overrides that point a project config at the written `.spacy`
+    files through spaCy's own corpus reader; `spacy train` and `spacy debug data` take
+    the same ones."""
+    args = ["--paths.train", str(report.output), "--paths.dev", _dev_path(report)]
     for corpus in ("train", "dev"):
-        block = json.dumps({"@readers": "spacy.Corpus.v1", "path": f"${{paths.{corpus}}}"})
-        args += [f"--corpora.{corpus}", block]
-    return " ".join(shlex.quote(arg) for arg in args)
+        block = {"@readers": CORPUS_BLOCK["@readers"], "path": f"${{paths.{corpus}}}", **CORPUS_BLOCK}
+        args += [f"--corpora.{corpus}", json.dumps(block)]
+    return args
+
+
+def _command(args: Sequence[str]) -> str:
+    return " ".join(shlex.quote(str(arg)) for arg in args)
+
+
+def train_command(report: ConversionReport, lang: str) -> str:
+    config = EXAMPLE_CONFIGS.get((lang, report.exclusive), "CONFIG.cfg")
+    return _command(["python", "-m", "spacy", "train", config, "--output", "training", *corpus_overrides(report)])
+
+
+def debug_data_command(report: ConversionReport, lang: str) -> str:
+    config = EXAMPLE_CONFIGS.get((lang, report.exclusive), "CONFIG.cfg")
+    return _command(["python", "-m", "spacy", "debug", "data", config, *corpus_overrides(report)])
+
+
+def evaluate_command(report: ConversionReport) -> str:
+    return _command(["python", "-m", "spacy", "evaluate", "training/model-best", _dev_path(report)])
 
 
 def _report(input_path: Path, output_path: Path, spec: ReaderSpec, rows: List[Row], rejected: List[Rejected],

@@ -1,5 +1,6 @@
 """`python -m spacy_cls convert` as a user runs it: refusals exit 2 with a message and
 write nothing, the summary ends with the train command, --holdout from the command line."""
+import json
 import shlex
 import subprocess
 import sys
@@ -72,7 +73,9 @@ def test_summary_ends_with_the_train_command(tmp_path):
     assert command[:5] == ["python", "-m", "spacy", "train", "configs/en_demo.cfg"]
     assert command[command.index("--paths.train") + 1] == str(tmp_path / "t.spacy")
     assert command[command.index("--paths.dev") + 1] == str(tmp_path / "d.spacy")
-    assert '{"@readers": "spacy.Corpus.v1", "path": "${paths.train}"}' in command
+    block = json.loads(command[command.index("--corpora.train") + 1])
+    assert block == {"@readers": "spacy.Corpus.v1", "path": "${paths.train}", "gold_preproc": False,
+                     "max_length": 0, "limit": 0, "augmenter": None}
     assert (ROOT / command[4]).is_file()
 
 

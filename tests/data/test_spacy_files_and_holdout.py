@@ -124,6 +124,38 @@ def test_the_reports_train_command_trains(toy_corpus, tmp_path, tiny_bert):
     assert saved["train_command"] == toy_corpus.train_command
 
 
+def run_spacy(command: List[str], tiny_bert: str, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", *command[2:], *extra], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_the_reports_debug_data_and_evaluate_commands_run(tmp_path, tiny_bert):
+    """The printed corpus overrides work for `spacy debug data` as for `spacy train`
+    (debug data validates a command-line corpus block without filling its defaults, and
+    builds the optimizer from the config with `${training.max_steps}` unfilled), and the
+    printed evaluate command scores the trained pipeline."""
+    # debug data calls fewer than 100 training docs an error
+    rows = [(f"{text} {i}", label) for i in range(20) for text, label in TOY]
+    toy_corpus = convert(write_jsonl(tmp_path / "train.jsonl", rows), tmp_path / "train.spacy",
+                         ReaderSpec(format="jsonl"), dev=(write_jsonl(tmp_path / "dev.jsonl", TOY), tmp_path / "dev.spacy"))
+    debug = shlex.split(toy_corpus.debug_command)
+    assert debug[:5] == ["python", "-m", "spacy", "debug", "data"]
+    assert debug[5:] == shlex.split(toy_corpus.train_command)[4:5] + shlex.split(toy_corpus.train_command)[7:]
+    result = run_spacy(debug, tiny_bert, "--components.cls_classifier.model.name", tiny_bert)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "Corpus is loadable" in result.stdout and "120 training docs" in result.stdout
+
+    args = [str(tmp_path / "out") if arg == "training" else arg for arg in shlex.split(toy_corpus.train_command)[4:]]
+    assert run_spacy_train(args, tmp_path, tiny_bert).returncode == 0
+    evaluate = shlex.split(toy_corpus.evaluate_command)
+    assert evaluate[:5] == ["python", "-m", "spacy", "evaluate", "training/model-best"]
+    evaluate[4] = str(tmp_path / "out" / "model-best")
+    result = run_spacy(evaluate, tiny_bert, "--output", str(tmp_path / "metrics.json"))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "cats_score" in json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+
+
 def test_train_command_without_a_dev_corpus_names_the_missing_piece(tmp_path):
     src = write_jsonl(tmp_path / "a.jsonl", TOY)
     report = convert(src, tmp_path / "a.spacy", ReaderSpec(format="jsonl"), lang="zh")
