@@ -7,6 +7,7 @@ from .classify import classify_command
 from .convert import convert_command
 from .cv import cv_command
 from .explain import explain_command
+from .init_config import init_config_command
 from .optimize import optimize_command
 from .plots import plot_confusion_command, plot_training_command, plot_vectors_command
 from .rank import rank_uncertain_command
@@ -27,6 +28,7 @@ def main() -> None:
 
 
 app.command("convert")(convert_command)
+app.command("init-config")(init_config_command)
 app.command("classify")(classify_command)
 app.command("apply")(apply_command)
 app.command("explain")(explain_command)
