@@ -194,6 +194,12 @@ def _plain_text(plot):
 
 @_plain_text
 def plot_training(log: TrainingLog, output: PathLike) -> Path:
+    fig, _ = training_figure(log)
+    return _save(fig, output)
+
+
+def training_figure(log: TrainingLog):
+    """The training-curve figure and its dev-score axes (drawn, not saved)."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     ax.plot(log.steps, log.scores, marker="o", color="#1a5fb4", linewidth=2, label="dev score")
     if len(log.columns) > 1:
@@ -201,17 +207,26 @@ def plot_training(log: TrainingLog, output: PathLike) -> Path:
             ax.plot(log.steps, values, linestyle="--", linewidth=1, label=name)
     best = int(numpy.argmax(log.scores))
     ax.scatter([log.steps[best]], [log.scores[best]], s=140, facecolors="none", edgecolors="#c01c28", linewidths=2, zorder=3)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("dev score")
+    low, high = min(0.0, min(log.scores)), max(1.0, max(log.scores)) * 1.02
+    ax.set_ylim(low, high)
+    ax.grid(alpha=0.3)
+    # The label goes on the side of the point with more room, so that it stays inside
+    # the axes and clear of the loss axis and its labels on the right.
+    span = (max(log.steps) - min(log.steps)) or 1
+    right_half = (log.steps[best] - min(log.steps)) / span > 0.5
+    upper_half = (log.scores[best] - low) / ((high - low) or 1) > 0.5
     ax.annotate(
         f"best {log.scores[best]:.3f}\nstep {log.steps[best]}",
         (log.steps[best], log.scores[best]),
         textcoords="offset points",
-        xytext=(8, -28),
+        xytext=(-10 if right_half else 10, -12 if upper_half else 12),
+        ha="right" if right_half else "left",
+        va="top" if upper_half else "bottom",
         color="#c01c28",
+        gid="best",
     )
-    ax.set_xlabel("training step")
-    ax.set_ylabel("dev score")
-    ax.set_ylim(min(0.0, min(log.scores)), max(1.0, max(log.scores)) * 1.02)
-    ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if log.losses:
         loss_ax = ax.twinx()
@@ -222,7 +237,7 @@ def plot_training(log: TrainingLog, output: PathLike) -> Path:
         handles, labels = handles + loss_handles, labels + loss_labels
     ax.legend(handles, labels, loc="lower right", fontsize="small")
     ax.set_title(f"Dev score per evaluation ({len(log.steps)} evaluations)")
-    return _save(fig, output)
+    return fig, ax
 
 
 # ---------------------------------------------------------------------------

@@ -59,6 +59,32 @@ def test_read_training_log(tmp_path):
     assert log.losses == {"cls_classifier": [0.0, 13.8, 4.1, 2.0]}
 
 
+@pytest.mark.parametrize("scores", [
+    [0.333, 0.833, 0.912, 0.9],     # best near the right edge
+    [0.2, 0.5, 0.7, 0.99],          # best at the last step, at the top
+    [0.99, 0.5, 0.4, 0.3],          # best at the first step
+    [0.1, 0.2, 0.15, 0.12],         # best low down
+], ids=["near-end", "last-top", "first", "low"])
+def test_best_label_stays_inside_the_axes_clear_of_the_loss_axis(scores):
+    from spacy_cls.explain.plots import TrainingLog, training_figure
+
+    log = TrainingLog([0, 20, 40, 60], scores, {}, {"cls_classifier": [0.0, 13.8, 4.1, 2.0]}, None)
+    fig, ax = training_figure(log)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (label,) = [text for text in ax.texts if text.get_gid() == "best"]
+    box = label.get_window_extent(renderer)
+    inside = ax.get_window_extent(renderer)
+    assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+    (loss_ax,) = [other for other in fig.axes if other is not ax]
+    for tick in loss_ax.get_yticklabels() + [loss_ax.yaxis.label]:
+        if tick.get_text():
+            assert not box.overlaps(tick.get_window_extent(renderer)), tick.get_text()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def test_training_log_errors(tmp_path):
     (tmp_path / "empty_run" / "model-best").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="ConsoleLogger.v3"):
