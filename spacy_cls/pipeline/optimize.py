@@ -18,6 +18,7 @@ from spacy.language import Language
 from thinc.api import Model
 
 from ..layers.encoder import _use_cls_only, get_hf
+from ..layers.head import NORMALIZE_FEATURES
 from ..layers.onnx_encoder import is_onnx_encoder
 from ..layers.onnx_export import build_graph
 from ..models.onnx import sha256
@@ -156,6 +157,7 @@ def _optimize_component(nlp: Language, name: str, *, int8: bool, threads: int) -
     n_labels = old_model.get_dim("nO")
     new_model = build_classifier_on_encoder(new_encoder, exclusive_classes=exclusive, dropout=dropout, nO=n_labels)
     new_model.get_ref("head").from_bytes(old_model.get_ref("head").to_bytes())
+    new_model.attrs[NORMALIZE_FEATURES] = bool(old_model.attrs.get(NORMALIZE_FEATURES))
     proc.model = new_model
     old_config["model"] = {
         "@architectures": "spacy_cls.ClsClassifierOnEncoder.v1",
