@@ -261,6 +261,27 @@ def is_onnx_encoder(model: Optional[Model]) -> bool:
     return model is not None and model.name == LAYER_NAME
 
 
+class OnnxAttentionError(ValueError):
+    pass
+
+
+# Where optimize records the pipeline it was given, in the copy's meta.json.
+META_KEY = "spacy_cls"
+SOURCE_KEY = "optimized_from"
+
+
+def refuse_attention(component_name: str, meta: Optional[Dict] = None) -> OnnxAttentionError:
+    """What explaining an optimized component says: its graph has no attention outputs."""
+    source = ((meta or {}).get(META_KEY) or {}).get(SOURCE_KEY)
+    original = f"the original pipeline it was made from ({source})" if source else \
+        "the original (torch) pipeline that optimize was given"
+    return OnnxAttentionError(
+        f"The component '{component_name}' runs an ONNX Runtime graph written by `python -m spacy_cls "
+        f"optimize`, which returns the [CLS] rows only, not the attention weights explain shows. "
+        f"Run explain on {original}: it gives the same cats."
+    )
+
+
 @contextmanager
 def graph_beside_model(encoder: Optional[Model], path, *, saving: bool) -> Iterator[None]:
     """Around a component's to_disk / from_disk: the graph goes to (or comes from)

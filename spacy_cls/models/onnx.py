@@ -38,7 +38,7 @@ class OnnxGraphError(ValueError):
 
 
 def _graph_refusal(where: str):
-    from .saved_checks import TamperedPipelineError, SOURCE_HINT
+    from .tokenizer_checks import SOURCE_HINT, TamperedPipelineError
 
     def make(problem: str) -> Exception:
         return TamperedPipelineError(f"Refusing to load the ONNX graph {where}: {problem}. {SOURCE_HINT}")
@@ -252,7 +252,7 @@ def check_tokenizer_files(files: Dict[str, bytes]) -> None:
     """The checks of the torch path's saved tokenizer (`saved_checks`): plain file
     names of tokenizer files, no code, no settings that point at other files, and
     no file larger than a tokenizer needs."""
-    from .saved_checks import check_file_name, check_tokenizer_json, refuse
+    from .tokenizer_checks import check_file_name, check_tokenizer_json, refuse
     from .size_checks import check_tokenizer_file_size
 
     if not isinstance(files, dict):
@@ -271,11 +271,14 @@ def load_tokenizer(files: Dict[str, bytes]):
     allowed to run, and nothing is read from outside the temporary folder)."""
     from transformers import AutoTokenizer
 
-    from .saved_checks import SavedEncoder, write_tokenizer_folder
-
     if not files:
         raise OnnxGraphError("The ONNX encoder has no saved tokenizer. Run `python -m spacy_cls optimize` again.")
     check_tokenizer_files(files)
     with tempfile.TemporaryDirectory(prefix="spacy_cls_tok_") as tmp:
-        write_tokenizer_folder(Path(tmp), SavedEncoder({}, dict(files), {}, b"", {}, {}), config=False)
+        root = Path(tmp).resolve()
+        for name, data in files.items():
+            path = (root / name).resolve()
+            if path.parent != root:  # check_file_name already refused such names
+                raise OnnxGraphError(f"Refusing a tokenizer file name {name!r} that leaves its folder.")
+            path.write_bytes(data)
         return AutoTokenizer.from_pretrained(tmp, trust_remote_code=False, local_files_only=True)

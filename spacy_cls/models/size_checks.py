@@ -232,7 +232,7 @@ def disk_shapes(folder: Path, make_error: ErrorMaker) -> Tuple[Optional[Dict[str
 
 
 def _shard_files(folder: Path, index: Path, make_error: ErrorMaker):
-    from .saved_checks import PLAIN_FILE_NAME
+    from .tokenizer_checks import PLAIN_FILE_NAME
 
     check_settings_file_size(index.name, index.stat().st_size, make_error)
     try:
