@@ -123,7 +123,9 @@ def build_on_meta(model_cls, config):
     from transformers.modeling_utils import no_init_weights
 
     with torch.device("meta"), no_init_weights():
-        return model_cls.from_config(config, trust_remote_code=False)
+        if hasattr(model_cls, "from_config"):  # the Auto classes
+            return model_cls.from_config(config, trust_remote_code=False)
+        return model_cls._from_config(config)
 
 
 def check_implied_size(
