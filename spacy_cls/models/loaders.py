@@ -209,6 +209,7 @@ def check_source_size(name: str, source: str, config) -> None:
     against the weights in the checkpoint's folder (a hub name: its cached snapshot),
     their shapes read without loading them."""
     folder = Path(source)
+    make_error = _refusal(name)
     if not folder.is_dir():
         try:
             from transformers.utils import cached_file
@@ -217,7 +218,11 @@ def check_source_size(name: str, source: str, config) -> None:
             folder = Path(found).parent if found else None
         except (OSError, ValueError):
             folder = None
-    make_error = _refusal(name)
+        if folder is not None and folder.is_dir():
+            # A hub name found in the cache: its snapshot folder gets the checks a
+            # named folder gets.
+            check_checkpoint_folder(name, folder)
+            check_checkpoint_tokenizer(name, folder)
     if folder is None or not folder.is_dir():
         check_declared_numbers(config.to_dict(), make_error)
         return
