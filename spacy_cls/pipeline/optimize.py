@@ -71,6 +71,7 @@ def optimize_to_disk(
     nlp = load_checked(source, check=check)
     done = optimize_pipeline(nlp, int8=int8, component=component, threads=threads)
     nlp.meta.setdefault(META_KEY, {})[SOURCE_KEY] = str(source)
+    output_path.mkdir(parents=True, exist_ok=True)
     nlp.to_disk(output_path)
     return done
 

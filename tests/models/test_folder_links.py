@@ -186,3 +186,50 @@ def test_hugging_face_cache_layout_loads(tiny_bert, tmp_path):
         shutil.copy(path, blobs / path.name)
         (snapshot / path.name).symlink_to(Path("..", "..", "blobs", path.name))
     assert load_encoder(str(snapshot)).hf.transformer.config.hidden_size == 32
+
+
+def command_lines(pipeline: Path, tmp_path: Path):
+    from toy_pipelines import write_docbin, write_jsonl
+
+    dev = write_docbin(tmp_path / "dev.spacy")
+    texts = write_jsonl(tmp_path / "texts.jsonl")
+    out = tmp_path / "out"
+    return {
+        "classify": ["classify", str(pipeline), "a fine film"],
+        "explain": ["explain", str(pipeline), "a fine film", "-o", str(out / "e.html")],
+        "optimize": ["optimize", str(pipeline), str(out / "optimized")],
+        "tune": ["tune", str(pipeline), str(dev), "-o", str(out / "tuned")],
+        "rank-uncertain": ["rank-uncertain", str(pipeline), str(texts), "-o", str(out / "u.jsonl")],
+        "apply": ["apply", str(pipeline), str(texts), str(out / "applied")],
+        "plot-confusion": ["plot-confusion", str(pipeline), str(dev), "-o", str(out / "c.png")],
+        "plot-vectors": ["plot-vectors", str(pipeline), str(dev), "-o", str(out / "v.png")],
+    }
+
+
+COMMANDS = ["classify", "explain", "optimize", "tune", "rank-uncertain", "apply", "plot-confusion", "plot-vectors"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_that_loads_a_pipeline_checks_it(command, copy, tmp_path):
+    if command.startswith("plot"):
+        pytest.importorskip("matplotlib")
+    link_strings(copy, tmp_path)
+    result = CliRunner().invoke(app, command_lines(copy, tmp_path)[command])
+    assert result.exit_code == 2, result.output
+    assert "link to a path outside it" in result.output and SECRET not in result.output
+    assert not (tmp_path / "out" / "tuned").exists() and not (tmp_path / "out" / "optimized").exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_takes_no_check(command, en_pipeline, tmp_path):
+    """--no-check is accepted and the command runs on a clean pipeline (the copy for
+    tune, which writes into its pipeline)."""
+    if command.startswith("plot"):
+        pytest.importorskip("matplotlib")
+    pipeline = tmp_path / "pipeline"
+    shutil.copytree(en_pipeline, pipeline)
+    try:
+        result = CliRunner().invoke(app, command_lines(pipeline, tmp_path)[command] + ["--no-check"])
+    finally:
+        os.environ.pop("SPACY_CLS_CHECK_PIPELINES", None)
+    assert result.exit_code == 0, result.output
