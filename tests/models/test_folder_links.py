@@ -233,3 +233,32 @@ def test_every_command_takes_no_check(command, en_pipeline, tmp_path):
     finally:
         os.environ.pop("SPACY_CLS_CHECK_PIPELINES", None)
     assert result.exit_code == 0, result.output
+
+
+def test_an_installed_package_name_is_checked_in_its_data_folder(copy, tmp_path, monkeypatch):
+    """load_checked("en_pkg") checks the folder spaCy would load for the package."""
+    import spacy.util
+
+    from spacy_cls.models.safe_load import check_pipeline, pipeline_folder
+
+    package = tmp_path / "site" / "en_pkg"
+    package.mkdir(parents=True)
+    meta = json.loads((copy / "meta.json").read_text())
+    meta.update(lang="en", name="pkg", version="1.0.0")
+    (package / "meta.json").write_text(json.dumps(meta))
+    data = package / "en_pkg-1.0.0"
+    shutil.copytree(copy, data)
+    monkeypatch.setattr(spacy.util, "is_package", lambda name: name == "en_pkg")
+    monkeypatch.setattr(spacy.util, "get_package_path", lambda name: package)
+    assert pipeline_folder("en_pkg") == data
+    assert check_pipeline("en_pkg") == data
+    link_strings(data, tmp_path)
+    with pytest.raises(TamperedPipelineError, match="strings.json', a link"):
+        load_checked("en_pkg")
+
+
+def test_a_component_loaded_on_its_own_checks_its_folder(copy, tmp_path, en_pipeline):
+    link_model_file(copy, tmp_path)
+    nlp = spacy.load(en_pipeline)
+    with pytest.raises(TamperedPipelineError, match="model', a link"):
+        nlp.get_pipe("cls_classifier").from_disk(copy / "cls_classifier")
