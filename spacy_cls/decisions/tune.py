@@ -137,8 +137,10 @@ def _tune_exclusive(scored: ScoredSet, current: DecisionSettings, abstain_accura
         abstain = abstain_for_accuracy(scored.probabilities(temperature), scored.gold, abstain_accuracy)
         if abstain is None:
             notes.append(f"no abstain threshold reaches accuracy {abstain_accuracy} on this dev set; none set")
-        else:
-            settings["abstain_threshold"] = abstain
+        elif abstain == 0.0:
+            abstain = None
+            notes.append(f"all dev docs together reach accuracy {abstain_accuracy}: no abstain threshold needed")
+        settings["abstain_threshold"] = abstain
     after = current.replace(temperature=temperature, abstain_threshold=abstain)
     return TuneResult(
         component=current.component, multi_label=False, n_docs=len(scored.gold), settings=settings,
