@@ -178,3 +178,38 @@ def test_spacy_evaluate_prints_the_accuracy(abstaining, en_pipeline, tmp_path, c
         assert f"accuracy {scores['cats_accuracy']:.2%}" in line
         assert data["cats_score"] == scores["cats_score"]
     assert "abstained as wrong" in line  # the abstaining pipeline says how it counted
+
+
+def test_a_tuned_abstain_threshold_reaches_apply_and_rank_uncertain(en_pipeline, tmp_path):
+    """The path of the report: `tune --abstain-accuracy`, then `apply` and
+    `rank-uncertain` on the tuned pipeline give no label where doc._.cls_labels has none."""
+    from typer.testing import CliRunner
+
+    from spacy_cls.cli import app
+
+    texts, golds = texts_and_gold(False)
+    dev = write_dev(tmp_path / "dev.spacy", texts, golds)
+    tuned = tmp_path / "tuned"
+    runner = CliRunner()
+    result = runner.invoke(app, ["tune", str(en_pipeline), str(dev), "--output", str(tuned),
+                                 "--abstain-accuracy", "0.9"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    nlp = spacy.load(tuned)
+    assert nlp.get_pipe("cls_classifier").abstain_threshold is not None
+    expected = [doc._.cls_labels for doc in nlp.pipe(texts)]
+    assert [] in expected
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)),
+                      encoding="utf8")
+    result = runner.invoke(app, ["apply", str(tuned), str(source), str(tmp_path / "out")],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = pq.read_table(tmp_path / "out").to_pandas().set_index("id").loc[[f"d{i}" for i in range(len(texts))]]
+    assert [v if isinstance(v, str) else None for v in out["label"]] == [e[0] if e else None for e in expected]
+    ranked = tmp_path / "ranked.jsonl"
+    result = runner.invoke(app, ["rank-uncertain", str(tuned), str(source), "-n", str(len(texts)),
+                                 "--output", str(ranked)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in ranked.read_text(encoding="utf8").splitlines()]
+    by_text = {row["text"]: row["meta"]["predicted"] for row in rows}
+    assert [by_text[t] for t in texts] == expected
