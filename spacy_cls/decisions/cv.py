@@ -88,7 +88,10 @@ def markdown(summary: Dict[str, Dict[str, float]], runs: Sequence[Dict]) -> str:
     desc = next((r.get("cats_score_desc") for r in runs if r.get("cats_score_desc")), None)
     lines = [f"{len(runs)} runs ({', '.join(r['name'] for r in runs)}); mean and sample standard deviation, in percent.",
              "", "| score | mean | sd | runs |", "|---|---|---|---|"]
+    always_covered = summary.get("cats_coverage", {}).get("mean", 1.0) == 1.0
     for key in sorted(summary, key=_order):
+        if always_covered and key in ("cats_coverage", "cats_covered_accuracy"):
+            continue  # no run abstained: the same as accuracy
         s = summary[key]
         lines.append(f"| {score_name(key, desc)} | {100 * s['mean']:.2f}% | {100 * s['sd']:.2f} | {s['n']} |")
     return "\n".join(lines)
@@ -98,8 +101,8 @@ def run_line(record: Dict) -> str:
     """One run's scores for the log, in percent."""
     scores = record["scores"]
     parts = [f"{score_name(key, record.get('cats_score_desc'))} {100 * scores[key]:.2f}%"
-             for key in ("cats_accuracy", "cats_macro_f", "cats_score")
-             if isinstance(scores.get(key), (int, float))]
+             for key in ("cats_accuracy", "cats_score", "cats_coverage")
+             if isinstance(scores.get(key), (int, float)) and not (key == "cats_coverage" and scores[key] == 1.0)]
     return ", ".join(parts) or "no scores"
 
 

@@ -41,7 +41,7 @@ def test_reruns_reuse_only_the_same_experiment(tiny_bert, train_file, tmp_path):
     assert [run["name"] for run in table["runs"]] == ["fold0-seed0", "fold1-seed0"]
     # a percent table, and run lines in percent, not raw fractions
     assert "| accuracy |" in table["markdown"] and "%" in table["markdown"]
-    assert "[done] fold0-seed0: accuracy " in first.output
+    assert "[done] fold0-seed0: accuracy " in first.output and "cats_score (macro F) " in first.output
     assert "cats_score 0." not in first.output
 
     same = invoke(*cv_args(out, tiny_bert, train_file))
