@@ -18,7 +18,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy
 from thinc.api import Model

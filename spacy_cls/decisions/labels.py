@@ -5,8 +5,8 @@ format cannot hold every string as a key: '=' and ':' split a line, a line start
 '[' or '#' is a section or a comment, and spaces at either end are dropped. A label that
 would not read back, or that holds a character that is not printable, is written with
 JSON's escapes (`k\\u003dv` for `k=v`); a key that is not a label is read as such an
-escaped form. `encode_label_table` checks that every
-key reads back, through the same parser (with interpolation) that `spacy.load` uses.
+escaped form. `encode_label_table` checks that every key reads back, through the same
+parser (with interpolation) that `spacy.load` uses.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import numpy
 from .apply import DecisionSettings, head_logits, settings_of
 from .calibration import T_MAX, T_MIN, at_bound, fit_temperature, plot_reliability, reliability_bins
 from .collect import ScoredSet, collect, evaluate
-from .labels import encode_label_table
+from .labels import encode_label_table, resolve_label_table
 from .thresholds import (
     DEFAULT_MIN_POSITIVES,
     DEFAULT_MIN_THRESHOLD,
@@ -172,8 +172,6 @@ def write_settings(folder: Path, component: str, settings: Dict[str, object],
     reread = Config().from_str(text, interpolate=True)["components"][component]
     for key, value in settings.items():
         if isinstance(value, dict):
-            from .labels import resolve_label_table
-
             got = resolve_label_table(reread.get(key), labels or list(value), key, component)
         else:
             got = reread.get(key)
