@@ -16,10 +16,13 @@ def cv_command(
     folds: Annotated[int, typer.Option(help="Folds of the training corpus; 1: train on it whole and score on the config's dev corpus.", min=1)] = 5,
     seeds: Annotated[int, typer.Option(help="Seeds per fold (system.seed, system.seed + 1, ...).", min=1)] = 1,
     gpu_id: Annotated[int, typer.Option("--gpu-id", "-g", help="GPU to train on; -1: CPU.")] = -1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the runs already in OUTPUT and start over (without it, OUTPUT must be new or hold this same experiment).")] = False,
 ) -> None:
     """Run spaCy's training over K folds of the config's training corpus and/or N seeds
-    and print each dev score's mean ± standard deviation (also OUTPUT/cv.md and cv.json).
-    Config overrides as for spacy train: --paths.train data/train.spacy ..."""
+    and print each dev score's mean ± standard deviation in percent (also OUTPUT/cv.md and
+    cv.json). A rerun into OUTPUT resumes the same experiment (same config and overrides,
+    data, folds and seeds) and refuses another one. Config overrides as for spacy train:
+    --paths.train data/train.spacy ..."""
     from spacy.cli._util import parse_config_overrides
 
     from ..decisions.cv import run_cross_validation
@@ -29,7 +32,7 @@ def cv_command(
     try:
         overrides = parse_config_overrides(list(ctx.args))
         table = run_cross_validation(config, output, folds=folds, seeds=seeds, overrides=overrides, use_gpu=gpu_id,
-                                     log=typer.echo)
+                                     overwrite=overwrite, log=typer.echo)
     except (OSError, ValueError) as e:
         fail(str(e))
     typer.echo(table["markdown"])

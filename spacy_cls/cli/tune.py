@@ -26,7 +26,7 @@ def tune_command(
     threshold per label (multi-label) or a softmax temperature and optional abstain
     threshold (exclusive). They are written into the pipeline's config, so spacy.load
     applies them. Tune on a dev set you do not report scores on."""
-    from ..decisions.tune import tune_pipeline
+    from ..decisions.tune import as_json, figures_table, tune_pipeline
 
     if plot is not None:
         from .common import require_matplotlib
@@ -39,25 +39,15 @@ def tune_command(
     try:
         result = tune_pipeline(pipeline, dev, output=output, component=component, min_threshold=min_threshold,
                                min_positives=min_positives, abstain_accuracy=abstain_accuracy, plot=plot)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
-    typer.echo(f"{result.component}: {result.n_docs} dev docs, {'multi-label' if result.multi_label else 'exclusive'}")
-    rows = [("macro-F1", "macro_f1"), ("micro-F1", "micro_f1"), ("ECE", "ece"), ("Brier", "brier")]
-    if not result.multi_label:
-        rows += [("NLL", "nll"), ("accuracy", "accuracy"), ("coverage", "coverage")]
-    typer.echo(f"  {'':<10} {'before':>8} {'after':>8}")
-    for title, key in rows:
-        typer.echo(f"  {title:<10} {result.before[key]:>8.4f} {result.after[key]:>8.4f}")
-    if result.coverage:
-        typer.echo("  abstain below | coverage | accuracy on covered (after)")
-        for row in result.coverage:
-            typer.echo(f"  {row['threshold']:>13.2f} | {row['coverage']:>8.3f} | {row['accuracy']:.4f}")
+    for line in figures_table(result):
+        typer.echo(line)
     for note in result.notes:
         typer.echo(f"  note: {note}")
-    typer.echo(f"Wrote {', '.join(sorted(result.settings))} into {result.output / 'config.cfg'}")
+    typer.echo(f"Wrote {', '.join(sorted(result.settings))} into {result.output / 'config.cfg'} "
+               f"(reloaded and checked: it gives the figures after)")
     if result.plot is not None:
         typer.echo(f"Reliability diagram: {result.plot}")
     if json_path is not None:
-        payload = {"component": result.component, "n_docs": result.n_docs, "settings": result.settings,
-                   "before": result.before, "after": result.after, "coverage": result.coverage, "notes": result.notes}
-        json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
+        json_path.write_text(json.dumps(as_json(result), indent=2, ensure_ascii=False) + "\n", encoding="utf8")

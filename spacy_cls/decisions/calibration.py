@@ -8,7 +8,7 @@ arg-max, so accuracy, does not change.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy
 
@@ -19,14 +19,18 @@ DEFAULT_BINS = 15
 
 
 def softmax(logits: numpy.ndarray, temperature: float = 1.0) -> numpy.ndarray:
-    z = numpy.asarray(logits, dtype="float64") / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = numpy.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """softmax(logits / temperature) in float64, computed in log space (see
+    apply.scores_from_logits, which rounds the same values to float32)."""
+    z = numpy.asarray(logits, dtype="float64")
+    top = z.max(axis=1, keepdims=True)
+    with numpy.errstate(invalid="ignore", over="ignore", under="ignore"):
+        shifted = numpy.where(z == top, 0.0, z - top) / temperature
+    return numpy.exp(shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True)))
 
 
 def sigmoid(logits: numpy.ndarray) -> numpy.ndarray:
-    return 1.0 / (1.0 + numpy.exp(-numpy.asarray(logits, dtype="float64")))
+    z = numpy.asarray(logits, dtype="float64")
+    return numpy.exp(-numpy.logaddexp(0.0, -z))
 
 
 def gold_index(gold: numpy.ndarray) -> numpy.ndarray:
@@ -36,10 +40,12 @@ def gold_index(gold: numpy.ndarray) -> numpy.ndarray:
 
 def nll(logits: numpy.ndarray, gold: numpy.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of the gold classes under softmax(logits / T)."""
-    z = numpy.asarray(logits, dtype="float64") / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    log_norm = numpy.log(numpy.exp(z).sum(axis=1))
-    picked = z[numpy.arange(len(z)), gold_index(gold)]
+    z = numpy.asarray(logits, dtype="float64")
+    top = z.max(axis=1, keepdims=True)
+    with numpy.errstate(invalid="ignore", over="ignore", under="ignore"):
+        shifted = numpy.where(z == top, 0.0, z - top) / temperature
+    log_norm = numpy.log(numpy.exp(shifted).sum(axis=1))
+    picked = shifted[numpy.arange(len(shifted)), gold_index(gold)]
     return float((log_norm - picked).mean())
 
 
@@ -151,15 +157,3 @@ def plot_reliability(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def temperature_to_apply(value: Optional[float], component: str) -> float:
-    """Check a configured temperature: a finite number above 0 (1.0: unchanged)."""
-    if value is None:
-        return 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not numpy.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"[{component}] temperature is {value!r}: it must be a number above 0 "
-            f"(1.0 leaves the scores as they are; `python -m spacy_cls tune` fits one)."
-        )
-    return float(value)

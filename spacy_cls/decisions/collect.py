@@ -1,31 +1,46 @@
-"""Score a labelled set once: the logits of every doc, kept for tuning and metrics in numpy."""
+"""Score a labelled set once: the logits of every doc, kept for tuning and metrics in numpy.
+
+The scores are computed from the logits by `apply.scores_from_logits` (the function the
+component's `predict` calls) and decided by `apply.decide` (what sets doc._.cls_labels),
+so the figures here are those of the pipeline on the same docs.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy
 
-from .calibration import brier_score, expected_calibration_error, nll, sigmoid, softmax
-from .thresholds import decide, f1_scores, threshold_vector
+from .apply import DecisionSettings, decide, head_logits, scores_from_logits
+from .calibration import brier_score, expected_calibration_error, nll
+from .thresholds import f1_scores
 
 
 @dataclass
 class ScoredSet:
-    """What `collect` returns: the component's labels, logits (n_docs, n_labels) and the
-    gold matrix (1 / 0), and the texts."""
+    """What `collect` returns: the component's labels, logits (n_docs, n_labels), the
+    gold matrix (1 / 0) and which gold values are given (multi-label docs may leave a
+    label out), the texts, and (if asked) the encoder's features."""
 
     labels: List[str]
     logits: numpy.ndarray
     gold: numpy.ndarray
     multi_label: bool
     texts: List[str]
+    known: Optional[numpy.ndarray] = None
+    features: Optional[numpy.ndarray] = None
+    component: str = "classifier"
 
     def probabilities(self, temperature: float = 1.0) -> numpy.ndarray:
-        if self.multi_label:
-            return sigmoid(self.logits)
-        return softmax(self.logits, temperature)
+        """The float32 scores the pipeline gives these docs at this temperature."""
+        return scores_from_logits(self.logits, multi_label=self.multi_label,
+                                  temperature=1.0 if self.multi_label else temperature)
+
+    def settings(self, **values) -> DecisionSettings:
+        values.setdefault("threshold", 0.5 if self.multi_label else 0.0)
+        return DecisionSettings(labels=tuple(self.labels), multi_label=self.multi_label, component=self.component,
+                                **values)
 
 
 def read_docbin(nlp, path: Union[str, Path]) -> list:
@@ -62,58 +77,100 @@ def gold_of(docs: Sequence, labels: Sequence[str], source: str) -> numpy.ndarray
     return gold
 
 
-def collect(nlp, component_name: str, data: Union[str, Path, Iterable], *, batch_size: int = 64) -> ScoredSet:
+def collect(nlp, component_name: str, data: Union[str, Path, Iterable], *, batch_size: Optional[int] = None,
+            keep_features: bool = False) -> ScoredSet:
     """Run the pipeline's earlier components and the classifier's encoder once over
-    `data` (a .spacy path, or docs with gold cats) and keep the head's logits."""
+    `data` (a .spacy path, or docs with gold cats) and keep the head's logits, in
+    batches of `batch_size` docs (default: the pipeline's, as nlp.pipe and nlp.evaluate)."""
     component = nlp.get_pipe(component_name)
     labels = list(component.labels)
+    batch_size = batch_size or nlp.batch_size
     if isinstance(data, (str, Path)):
         source = str(data)
         gold_docs = read_docbin(nlp, data)
     else:
         source = "the docs"
         gold_docs = list(data)
+    multi_label = bool(component.model.attrs.get("multi_label"))
     gold = gold_of(gold_docs, labels, source)
+    known = numpy.array([[label in doc.cats for label in labels] for doc in gold_docs], dtype=bool)
+    if not multi_label:
+        known[:] = True
     texts = [doc.text for doc in gold_docs]
     names = nlp.pipe_names
     before = names[: names.index(component_name)]
     disabled = [name for name in names if name not in before]
-    chunks = []
     with nlp.select_pipes(disable=disabled):
         docs = list(nlp.pipe(texts, batch_size=batch_size))
-    from .apply import head_logits
-
+    chunks, kept = [], []
     for start in range(0, len(docs), batch_size):
         features = component.encoder.predict(docs[start:start + batch_size]).features
-        chunks.append(head_logits(component.model, features))
+        logits = head_logits(component.model, features)
+        if logits is None:
+            raise ValueError(f"{component_name}: its head is not a spacy_cls head; its decisions cannot be tuned here.")
+        chunks.append(logits)
+        if keep_features:
+            kept.append(numpy.asarray(component.model.ops.to_numpy(features), dtype="float32"))
     logits = numpy.concatenate(chunks) if chunks else numpy.zeros((0, len(labels)))
-    return ScoredSet(labels, logits, gold, bool(component.model.attrs.get("multi_label")), texts)
+    return ScoredSet(labels, logits, gold, multi_label, texts, known=known,
+                     features=numpy.concatenate(kept) if kept else None, component=component_name)
+
+
+def metrics(scores: numpy.ndarray, gold: numpy.ndarray, settings: DecisionSettings,
+            known: Optional[numpy.ndarray] = None) -> Dict[str, object]:
+    """The figures of the decisions on float32 `scores` under `settings`.
+
+    Exclusive classes, with abstained docs counted both ways:
+    - `macro_f1`, `micro_f1`, `accuracy`: over every doc; a doc with no label misses its
+      gold label (an error). These are what the scorer reports (`cats_macro_f`,
+      `cats_micro_f`, `cats_accuracy`).
+    - `covered_macro_f1`, `covered_micro_f1`, `covered_accuracy`: over the docs that got a
+      label only (abstained docs left out); `coverage` is their share.
+    Multi-label: `macro_f1`, `micro_f1` with each label's threshold. Both: `ece`, `brier`
+    of the scores."""
+    decided = decide(scores, settings)
+    out: Dict[str, object] = {}
+    counted = f1_scores(decided, gold, known)
+    out["macro_f1"], out["micro_f1"] = counted["macro_f1"], counted["micro_f1"]
+    out["per_label_f1"] = dict(zip(settings.labels, counted["per_label_f1"]))
+    probs = numpy.asarray(scores, dtype="float32").astype("float64")
+    out["ece"] = expected_calibration_error(probs, gold, multi_label=settings.multi_label)
+    out["brier"] = brier_score(probs, gold)
+    if not settings.multi_label:
+        covered = decided.any(axis=1)
+        correct = covered & (decided.argmax(axis=1) == numpy.asarray(gold).argmax(axis=1))
+        out["accuracy"] = float(correct.mean()) if len(correct) else float("nan")
+        out["coverage"] = float(covered.mean()) if len(covered) else float("nan")
+        out["n_abstained"] = int((~covered).sum())
+        if covered.any():
+            on_covered = f1_scores(decided[covered], numpy.asarray(gold)[covered])
+            out["covered_accuracy"] = float(correct[covered].mean())
+            out["covered_macro_f1"], out["covered_micro_f1"] = on_covered["macro_f1"], on_covered["micro_f1"]
+        else:
+            out["covered_accuracy"] = out["covered_macro_f1"] = out["covered_micro_f1"] = float("nan")
+    return out
 
 
 def evaluate(
     scored: ScoredSet,
     *,
     temperature: float = 1.0,
-    threshold: float = 0.5,
-    thresholds: Optional[Dict[str, float]] = None,
+    threshold: Optional[float] = None,
+    thresholds: Optional[Mapping[str, float]] = None,
     abstain_threshold: Optional[float] = None,
+    settings: Optional[DecisionSettings] = None,
 ) -> Dict[str, object]:
-    """Micro/macro-F1 of the decisions, accuracy (exclusive), and the calibration
-    measures (ECE, Brier, NLL) of the scores, under the given settings."""
-    probs = scored.probabilities(temperature)
-    cut = threshold_vector(scored.labels, threshold, thresholds) if scored.multi_label else None
-    decided = decide(probs, multi_label=scored.multi_label, threshold=threshold, thresholds=cut,
-                     abstain_threshold=abstain_threshold)
-    out: Dict[str, object] = f1_scores(decided, scored.gold)
-    out["per_label_f1"] = dict(zip(scored.labels, out["per_label_f1"]))
-    out["ece"] = expected_calibration_error(probs, scored.gold, multi_label=scored.multi_label)
-    out["brier"] = brier_score(probs, scored.gold)
+    """The figures (see `metrics`) of the pipeline on `scored` under the given settings,
+    and for exclusive classes the NLL and the temperature."""
+    if settings is None:
+        values = {"thresholds": thresholds, "abstain_threshold": abstain_threshold}
+        if threshold is not None:
+            values["threshold"] = threshold
+        if not scored.multi_label:
+            values["temperature"] = temperature
+        settings = scored.settings(**values)
+    out = metrics(scored.probabilities(settings.temperature), scored.gold, settings, scored.known)
     if not scored.multi_label:
-        correct = probs.argmax(axis=1) == scored.gold.argmax(axis=1)
-        out["accuracy"] = float(correct.mean())
-        out["nll"] = nll(scored.logits, scored.gold, temperature)
-        out["temperature"] = float(temperature)
-        covered = decided.any(axis=1)
-        out["coverage"] = float(covered.mean())
-        out["covered_accuracy"] = float(correct[covered].mean()) if covered.any() else float("nan")
+        out["nll"] = nll(scored.logits, scored.gold, settings.temperature)
+        out["temperature"] = settings.temperature
     return out

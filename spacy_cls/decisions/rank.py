@@ -107,7 +107,8 @@ def rank_uncertain(
 ) -> Tuple[List[Dict], str]:
     """Classify `items` and return the `n` most uncertain as records, with the name of
     the component read."""
-    from ..pipeline.attrs import CLS_LABELS, CLS_UNCERTAINTY
+    from .apply import decide_labels, scores_of_cats, settings_of
+    from .uncertainty import uncertainty
 
     if fmt not in FORMATS:
         raise ValueError(f"Unknown format {fmt!r}: use one of {list(FORMATS)}.")
@@ -115,11 +116,16 @@ def rank_uncertain(
         raise ValueError(f"n is {n}: ask for 1 text or more.")
     name = component_name or find_classifier(nlp)
     component = nlp.get_pipe(name)
+    settings = settings_of(component)
     docs = list(nlp.pipe((item.text for item in items), batch_size=batch_size))
-    values = numpy.array([doc._.get(CLS_UNCERTAINTY) for doc in docs], dtype="float64")
+    # decided from this component's own scores (doc._.cls_labels holds the last classifier's)
+    scores, _ = scores_of_cats([doc.cats for doc in docs], settings.labels)
+    decided = decide_labels(scores, settings)
+    values = uncertainty(scores, multi_label=settings.multi_label, measure=settings.uncertainty,
+                         thresholds=settings.cuts if settings.multi_label else None)
     chosen = most_uncertain(values, n)
     rows = [record(items[i], {label: docs[i].cats[label] for label in component.labels}, values[i],
-                   component.uncertainty, list(docs[i]._.get(CLS_LABELS) or []), fmt) for i in chosen]
+                   settings.uncertainty, decided[i], fmt) for i in chosen]
     return rows, name
 
 

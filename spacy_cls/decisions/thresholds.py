@@ -1,48 +1,114 @@
-"""Decision thresholds: per-label thresholds for multi-label classifiers, and the
-confidence below which an exclusive classifier abstains.
+"""Decision thresholds: per-label thresholds for multi-label classifiers, the confidence
+below which an exclusive classifier abstains, and the figures of the decisions.
 
 spaCy's `find-threshold` tunes one global threshold and reloads the pipeline for every
 trial; here the scores of a dev set are computed once and every candidate is scored in
-numpy.
+numpy. Scores are read as float32, what doc.cats holds. A chosen threshold never sits on
+a dev score: it is a short decimal in the middle of the gap between the lowest score kept
+and the highest one below it, so the same decisions hold when the pipeline computes the
+scores again (in another batch, on another machine) and the value is written exactly.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy
+
+from .apply import SCORE_DTYPE, DecisionSettings, check_probability, decide
 
 # Candidate thresholds: every score seen on dev is a candidate, thinned to at most this many.
 MAX_CANDIDATES = 200
 DEFAULT_MIN_THRESHOLD = 0.05
 DEFAULT_MIN_POSITIVES = 5
+# spaCy's PRFScore adds this to every denominator; the same here, so that the figures
+# of `tune` and of `spacy evaluate` are the same numbers.
+_EPS = 1e-100
+
+
+def as_float32_values(scores) -> numpy.ndarray:
+    """Scores as float32 (what doc.cats holds), then exactly as float64 for comparing."""
+    return numpy.asarray(scores, dtype=SCORE_DTYPE).astype("float64")
+
+
+def cut_between(lower: float, upper: float) -> float:
+    """A threshold t with lower < t < upper: the shortest decimal in the middle half of
+    the gap (0.6 between 0.55 and 0.65), else the midpoint."""
+    lower, upper = float(lower), float(upper)
+    if not lower < upper:
+        raise ValueError(f"No threshold lies between {lower} and {upper}.")
+    middle = lower + (upper - lower) / 2
+    quarter = (upper - lower) / 4
+    for digits in range(1, 18):
+        t = float(f"{middle:.{digits}g}")
+        if lower + quarter <= t <= upper - quarter and lower < t < upper:
+            return t
+    return middle
+
+
+def prf(tp: float, fp: float, fn: float) -> Dict[str, float]:
+    """Precision, recall and F as spaCy's PRFScore computes them."""
+    p = tp / (tp + fp + _EPS)
+    r = tp / (tp + fn + _EPS)
+    return {"p": p, "r": r, "f": 2 * ((p * r) / (p + r + _EPS))}
 
 
 def f1(predicted: numpy.ndarray, truth: numpy.ndarray) -> float:
-    tp = float((predicted & truth).sum())
-    fp = float((predicted & ~truth).sum())
-    fn = float((~predicted & truth).sum())
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+    predicted, truth = numpy.asarray(predicted, dtype=bool), numpy.asarray(truth, dtype=bool)
+    return prf(float((predicted & truth).sum()), float((predicted & ~truth).sum()),
+               float((~predicted & truth).sum()))["f"]
 
 
-def best_threshold(scores: numpy.ndarray, truth: numpy.ndarray, *, min_threshold: float) -> (float, float):
+def f1_scores(decided: numpy.ndarray, gold: numpy.ndarray, known: Optional[numpy.ndarray] = None) -> Dict[str, object]:
+    """Micro- and macro-F1 of the decisions and the F1 of each label, counted as spaCy's
+    scorer counts them: a (doc, label) pair is a true or false positive when the label
+    is decided, a false negative when a gold label is not (a doc that abstains misses its
+    gold label). `known`: the (doc, label) pairs with a gold value (multi-label data may
+    leave some out)."""
+    decided = numpy.asarray(decided, dtype=bool)
+    truth = numpy.asarray(gold) > 0.5
+    known = numpy.ones(truth.shape, dtype=bool) if known is None else numpy.asarray(known, dtype=bool)
+    tp = (decided & truth & known).sum(axis=0).astype(float)
+    fp = (decided & ~truth & known).sum(axis=0).astype(float)
+    fn = (~decided & truth & known).sum(axis=0).astype(float)
+    per_label = [prf(tp[j], fp[j], fn[j]) for j in range(truth.shape[1])]
+    n = len(per_label) + _EPS
+    return {
+        "micro_f1": prf(float(tp.sum()), float(fp.sum()), float(fn.sum()))["f"],
+        "macro_f1": sum(s["f"] for s in per_label) / n if per_label else 0.0,
+        "per_label_f1": [s["f"] for s in per_label],
+        "counts": {"tp": tp, "fp": fp, "fn": fn},
+    }
+
+
+def _valid_cut(lower: Optional[float], upper: float, floor: float) -> float:
+    """A threshold that keeps the scores >= upper, drops those <= lower (the highest score
+    under upper, if any) and is never below floor."""
+    if lower is not None and lower >= floor:
+        return cut_between(lower, upper)
+    # every score under `upper` is under the floor too: any t in [floor, upper] will do
+    return cut_between(floor, upper) if floor < upper else upper
+
+
+def best_threshold(scores: numpy.ndarray, truth: numpy.ndarray, *, min_threshold: float) -> Tuple[float, float]:
     """(threshold, F1) maximising the F1 of `scores >= threshold` against `truth`, over
     thresholds >= min_threshold; ties go to the higher threshold (fewer positives)."""
-    truth = truth.astype(bool)
-    candidates = numpy.unique(scores[scores >= min_threshold])
-    if len(candidates) > MAX_CANDIDATES:
-        candidates = numpy.unique(numpy.quantile(candidates, numpy.linspace(0, 1, MAX_CANDIDATES)))
-    best = (float(min_threshold), f1(scores >= min_threshold, truth))
-    for t in candidates:
-        score = f1(scores >= t, truth)
-        if score >= best[1]:
-            best = (float(t), score)
-    # The same decisions on this set hold for any cut between the chosen score and the
-    # next lower one: take the middle, the cut farthest from both.
-    below = scores[scores < best[0]]
-    if len(below) and best[0] > min_threshold:
-        best = (max(float(min_threshold), (best[0] + float(below.max())) / 2), best[1])
-    return best
+    s = as_float32_values(scores).ravel()
+    truth = numpy.asarray(truth).astype(bool).ravel()
+    distinct = numpy.unique(s[numpy.isfinite(s) & (s >= min_threshold)])
+    if len(distinct) == 0:
+        return float(min_threshold), f1(s >= min_threshold, truth)
+    if len(distinct) > MAX_CANDIDATES:
+        picks = numpy.unique(numpy.linspace(0, len(distinct) - 1, MAX_CANDIDATES).round().astype(int))
+        distinct = distinct[picks]
+    best_value, best_f1 = float(distinct[0]), -1.0
+    for v in distinct:
+        score = f1(s >= v, truth)
+        if score >= best_f1:
+            best_value, best_f1 = float(v), score
+    below = s[s < best_value]
+    lower = float(below.max()) if len(below) else None
+    return _valid_cut(lower, best_value, float(min_threshold)), best_f1
 
 
 def tune_thresholds(
@@ -57,12 +123,11 @@ def tune_thresholds(
     """A threshold per label, chosen to maximise that label's F1 on (probs, gold); never
     below `min_threshold`; labels with fewer than `min_positives` gold docs keep
     `default` (the component's global threshold): too few to tune on."""
-    probs = numpy.asarray(probs, dtype="float64")
+    probs = as_float32_values(probs)
     gold = numpy.asarray(gold) > 0.5
-    if probs.shape != gold.shape or probs.shape[1] != len(labels):
+    if probs.ndim != 2 or probs.shape != gold.shape or probs.shape[1] != len(labels):
         raise ValueError(f"Scores {probs.shape} and gold {gold.shape} do not match {len(labels)} labels.")
-    if not 0 <= min_threshold <= 1:
-        raise ValueError(f"min_threshold is {min_threshold}: it must be in [0, 1].")
+    min_threshold = check_probability(min_threshold, "tune", "min_threshold")
     tuned: Dict[str, float] = {}
     for j, label in enumerate(labels):
         if gold[:, j].sum() < min_positives:
@@ -72,80 +137,44 @@ def tune_thresholds(
     return tuned
 
 
-def threshold_vector(labels: Sequence[str], default: float, thresholds: Optional[Mapping[str, float]]) -> numpy.ndarray:
-    thresholds = thresholds or {}
-    return numpy.array([float(thresholds.get(label, default)) for label in labels], dtype="float64")
-
-
-def check_thresholds(value: Optional[Mapping[str, float]], component: str) -> None:
+def check_thresholds(value, component: str) -> None:
+    """The values of a {label: threshold} table (its labels are checked once the
+    component knows its labels)."""
     if value is None:
         return
-    if not isinstance(value, Mapping):
+    if not hasattr(value, "items"):
         raise ValueError(
             f"[{component}] thresholds must be null or a table {{label: threshold}}, not {value!r} "
             f"(`python -m spacy_cls tune` writes one)."
         )
     for label, t in value.items():
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
-            raise ValueError(f"[{component}] thresholds[{label!r}] is {t!r}: a threshold is a number in [0, 1].")
+        check_probability(t, component, f"thresholds[{label!r}]")
 
 
-def check_abstain_threshold(value: Optional[float], component: str) -> None:
+def check_abstain_threshold(value, component: str) -> Optional[float]:
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(
-            f"[{component}] abstain_threshold is {value!r}: null (always decide) or a number in [0, 1], "
-            f"the top score below which a doc gets no label."
-        )
+        return None
+    return check_probability(value, component, "abstain_threshold",
+                             " (the top score below which a doc gets no label), or null to always decide")
 
 
-def decide(
-    probs: numpy.ndarray,
-    *,
-    multi_label: bool,
-    threshold: float,
-    thresholds: Optional[numpy.ndarray] = None,
-    abstain_threshold: Optional[float] = None,
-) -> numpy.ndarray:
-    """(n_docs, n_labels) booleans: the labels each doc is given. Multi-label: each score
-    against its label's threshold (or the global one); exclusive: the arg-max, unless its
-    score is under `abstain_threshold` (then no label)."""
-    probs = numpy.asarray(probs, dtype="float64")
-    if multi_label:
-        cut = thresholds if thresholds is not None else numpy.full(probs.shape[1], threshold)
-        return probs >= cut[None, :]
-    chosen = numpy.zeros(probs.shape, dtype=bool)
-    if probs.shape[0] == 0 or probs.shape[1] == 0:
-        return chosen
-    top = probs.argmax(axis=1)
-    keep = numpy.ones(len(top), dtype=bool)
-    if abstain_threshold is not None:
-        keep = probs.max(axis=1) >= abstain_threshold
-    chosen[numpy.arange(len(top))[keep], top[keep]] = True
-    return chosen
+def _exclusive(labels_or_n) -> DecisionSettings:
+    n = labels_or_n if isinstance(labels_or_n, int) else len(labels_or_n)
+    return DecisionSettings(labels=tuple(str(i) for i in range(n)), multi_label=False, threshold=0.0)
 
 
-def f1_scores(decided: numpy.ndarray, gold: numpy.ndarray) -> Dict[str, object]:
-    """Micro- and macro-F1 of the decisions, and the F1 of each label."""
-    truth = numpy.asarray(gold) > 0.5
-    per_label = [f1(decided[:, j], truth[:, j]) for j in range(truth.shape[1])]
-    return {
-        "micro_f1": f1(decided, truth),
-        "macro_f1": float(numpy.mean(per_label)) if per_label else 0.0,
-        "per_label_f1": per_label,
-    }
-
-
-def coverage_curve(probs: numpy.ndarray, gold: numpy.ndarray, cuts: Sequence[float]) -> List[Dict[str, float]]:
+def coverage_curve(probs: numpy.ndarray, gold: numpy.ndarray, cuts: Sequence[float],
+                   settings: Optional[DecisionSettings] = None) -> List[Dict[str, float]]:
     """For each abstain threshold: the share of docs that get a label (coverage) and the
-    accuracy on those docs."""
-    probs = numpy.asarray(probs, dtype="float64")
-    top, conf = probs.argmax(axis=1), probs.max(axis=1)
-    correct = top == numpy.asarray(gold).argmax(axis=1)
+    accuracy on those docs, with the decisions of `decide`."""
+    probs = numpy.asarray(probs)
+    settings = settings or _exclusive(probs.shape[1])
+    truth = numpy.asarray(gold).argmax(axis=1)
     rows = []
     for cut in cuts:
-        kept = conf >= cut
+        decided = decide(probs, settings.replace(abstain_threshold=float(cut)))
+        kept = decided.any(axis=1)
+        correct = kept & (decided.argmax(axis=1) == truth)
         rows.append({
             "threshold": float(cut),
             "coverage": float(kept.mean()) if len(kept) else 0.0,
@@ -155,24 +184,26 @@ def coverage_curve(probs: numpy.ndarray, gold: numpy.ndarray, cuts: Sequence[flo
 
 
 def abstain_for_accuracy(probs: numpy.ndarray, gold: numpy.ndarray, target: float) -> Optional[float]:
-    """The lowest abstain threshold whose covered docs reach `target` accuracy (so the
-    largest coverage that does): 0.0 when every doc together does; None when no
-    threshold reaches it."""
-    if not 0 < target <= 1:
+    """The abstain threshold with the largest coverage whose covered docs reach `target`
+    accuracy: 0.0 when every doc together does; None when no threshold reaches it. The
+    threshold lies in the middle of the gap below the lowest top score kept."""
+    if isinstance(target, bool) or not 0 < target <= 1:
         raise ValueError(f"The target accuracy is {target}: it must be in (0, 1].")
-    probs = numpy.asarray(probs, dtype="float64")
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == numpy.asarray(gold).argmax(axis=1)
-    order = numpy.argsort(-conf, kind="stable")
-    running = numpy.cumsum(correct[order]) / numpy.arange(1, len(order) + 1)
-    sorted_conf = conf[order]
-    if len(order) and running[-1] >= target:
-        return 0.0
+    s = as_float32_values(probs)
+    finite = numpy.isfinite(s).all(axis=1)
+    s, truth = s[finite], numpy.asarray(gold)[finite].argmax(axis=1)
+    if len(s) == 0:
+        return None
+    conf = s.max(axis=1)
+    correct = s.argmax(axis=1) == truth
+    levels = numpy.unique(conf)[::-1]  # distinct top scores, highest first
     best = None
-    for i in range(len(order)):
-        # a cut at sorted_conf[i] keeps every doc scoring >= it (ties included)
-        if i + 1 < len(order) and sorted_conf[i + 1] == sorted_conf[i]:
-            continue
-        if running[i] >= target:
-            best = float(sorted_conf[i])
-    return best
+    for i, level in enumerate(levels):
+        kept = conf >= level
+        if correct[kept].mean() >= target:
+            best = i
+    if best is None:
+        return None
+    if best == len(levels) - 1:
+        return 0.0
+    return cut_between(float(levels[best + 1]), float(levels[best]))

@@ -15,6 +15,8 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy
 
+from .labels import resolve_label_table
+
 logger = logging.getLogger("spacy_cls")
 
 BALANCED = "balanced"
@@ -57,13 +59,9 @@ def resolve_class_weights(
         return None
     check_class_weights(value, component)
     if value != BALANCED:
-        unknown = sorted(set(value) - set(labels))
-        if unknown:
-            raise ValueError(
-                f"[{component}] class_weights names labels the component does not have: {unknown}. "
-                f"Its labels: {list(labels)}."
-            )
-        return [float(value.get(label, 1.0)) for label in labels]
+        # a key may be the escaped config form of a label (labels.py)
+        table = resolve_label_table(value, labels, "class_weights", component)
+        return [float(table.get(label, 1.0)) for label in labels]
     if truths is None or len(truths) == 0:
         raise ValueError(f"[{component}] class_weights = \"balanced\" needs training examples at initialize.")
     truths = numpy.asarray(truths, dtype="float64")

@@ -21,8 +21,7 @@ from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
 
 from . import scorer as _scorer  # noqa: F401  (registers spacy_cls.textcat_scorer.v1)
-from ..decisions.apply import annotate, temperature_applied
-from ..decisions.calibration import temperature_to_apply
+from ..decisions.apply import DecisionSettings, annotate, check_probability, check_temperature, head_scores, settings_of
 from ..decisions.thresholds import check_abstain_threshold, check_thresholds
 from ..decisions.uncertainty import check_measure
 from ..decisions.weights import BALANCED, check_class_weights, gold_matrix, resolve_class_weights, weighted_loss
@@ -32,7 +31,7 @@ from .predictions import ClsScores, vectors_of
 from ..layers.encoder import apply_configured_settings, configured_settings, n_cut_docs
 from ..fewshot.descriptions import DEFAULT_TEMPERATURE
 from ..fewshot.initialize import CFG_KEY as FEW_SHOT_CFG_KEY, FewShotSettings, apply_few_shot
-from ..layers.head import NORMALIZE_FEATURES, head_input
+from ..layers.head import NORMALIZE_FEATURES
 from ..layers.onnx_encoder import graph_beside_model
 from ..models.loaders import default_model_name
 from .spans import record_source, register_source
@@ -72,7 +71,8 @@ MULTILABEL_SCORE_WEIGHTS: Dict[str, Optional[float]] = {
 }
 # Weight 0.0, not None: `spacy train` shows accuracy as a column without letting it
 # choose the best model.
-SCORE_WEIGHTS: Dict[str, Optional[float]] = {**MULTILABEL_SCORE_WEIGHTS, _scorer.ACCURACY_KEY: 0.0}
+SCORE_WEIGHTS: Dict[str, Optional[float]] = {**MULTILABEL_SCORE_WEIGHTS, _scorer.ACCURACY_KEY: 0.0,
+                                              _scorer.COVERAGE_KEY: None, _scorer.COVERED_ACCURACY_KEY: None}
 
 _FORK_GUARD_INSTALLED = False
 
@@ -104,20 +104,81 @@ class ClsClassifierMixin:
     # True while initialize runs, after its own checks of the data.
     _data_checked: bool = False
 
-    # Decision settings (docs/decisions.md), from the factory's config.
+    # Decision settings (docs/decisions.md), from the factory's config; each is checked
+    # when set, so no value that could give NaN scores or meaningless labels is held.
     class_weights = None
-    temperature: float = 1.0
-    thresholds: Optional[Dict[str, float]] = None
-    abstain_threshold: Optional[float] = None
-    uncertainty: str = "margin"
+    _temperature: float = 1.0
+    _thresholds: Optional[Dict[str, float]] = None
+    _abstain_threshold: Optional[float] = None
+    _uncertainty: str = "margin"
 
-    def _set_decision_settings(self, class_weights, uncertainty, **settings) -> None:
+    def _set_decision_settings(self, class_weights, uncertainty, threshold, **settings) -> None:
         check_class_weights(class_weights, self.name)
-        check_measure(uncertainty, self.name)
+        check_probability(threshold, self.name, "threshold")
         self.class_weights = class_weights
         self.uncertainty = uncertainty
         for key, value in settings.items():
             setattr(self, key, value)
+
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value) -> None:
+        value = check_temperature(value, self.name)
+        if value != 1.0 and self.model.attrs.get("multi_label"):
+            raise ValueError(f"[{self.name}] temperature applies to exclusive classes; a multi-label classifier keeps 1.0.")
+        self._temperature = value
+
+    @property
+    def abstain_threshold(self) -> Optional[float]:
+        return self._abstain_threshold
+
+    @abstain_threshold.setter
+    def abstain_threshold(self, value) -> None:
+        if value is not None and self.model.attrs.get("multi_label"):
+            raise ValueError(f"[{self.name}] abstain_threshold applies to exclusive classes; use thresholds.")
+        self._abstain_threshold = check_abstain_threshold(value, self.name)
+
+    @property
+    def thresholds(self) -> Optional[Dict[str, float]]:
+        """{label: threshold} as configured (a key may be a label's escaped config form;
+        `decision_settings().thresholds` has the labels)."""
+        return self._thresholds
+
+    @thresholds.setter
+    def thresholds(self, value) -> None:
+        check_thresholds(value, self.name)
+        if value and not self.model.attrs.get("multi_label"):
+            raise ValueError(f"[{self.name}] thresholds apply to multi-label classifiers; use abstain_threshold.")
+        self._thresholds = {key: float(t) for key, t in value.items()} if value is not None else None
+        if value is not None and self.labels:
+            self.decision_settings()  # a label it does not have fails now
+
+    @property
+    def uncertainty(self) -> str:
+        return self._uncertainty
+
+    @uncertainty.setter
+    def uncertainty(self, value: str) -> None:
+        check_measure(value, self.name)
+        self._uncertainty = value
+
+    def decision_settings(self) -> DecisionSettings:
+        """The settings that decide this component's labels (docs/decisions.md), checked:
+        the same object `set_annotations`, the scorer, `apply`, `rank-uncertain` and
+        `tune` decide with."""
+        return settings_of(self)
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
+        """spaCy's Pipe.score, with the component's decision settings for its scorer
+        (`decisions`); a `threshold` given here replaces the global threshold."""
+        settings = self.decision_settings()
+        if kwargs.get("threshold") is not None and settings.multi_label:
+            settings = settings.replace(threshold=kwargs["threshold"])
+        kwargs.setdefault("decisions", settings)
+        return super().score(examples, **kwargs)
 
     @property
     def encoder(self) -> Model:
@@ -131,11 +192,15 @@ class ClsClassifierMixin:
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
         with self._config_wins():
-            return super().from_bytes(bytes_data, exclude=exclude)
+            loaded = super().from_bytes(bytes_data, exclude=exclude)
+        self.decision_settings()  # settings read with the labels (and cfg) are checked now
+        return loaded
 
     def from_disk(self, path, *, exclude=tuple()):
         with self._config_wins(), graph_beside_model(self._own_encoder(), path, saving=False):
-            return super().from_disk(path, exclude=exclude)
+            loaded = super().from_disk(path, exclude=exclude)
+        self.decision_settings()
+        return loaded
 
     def to_disk(self, path, *, exclude=tuple()):
         with graph_beside_model(self._own_encoder(), path, saving=True):
@@ -158,11 +223,10 @@ class ClsClassifierMixin:
         docs' [CLS] vectors attached for `set_annotations`."""
         docs = list(docs)
         check_initialized(self.model, self.name)
+        settings = self.decision_settings()
         encoded = self.encoder.predict(docs)
-        with temperature_applied(self.model, self.temperature):
-            scores = self.model.get_ref("head").predict(head_input(self.model, encoded.features))
-        ops = self.model.ops
-        return ClsScores.of(ops.to_numpy(scores), ops.to_numpy(encoded.cls))
+        scores = head_scores(self.model, encoded.features, settings)
+        return ClsScores.of(scores, self.model.ops.to_numpy(encoded.cls))
 
     def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
         """Set doc.cats from `scores` and doc._.cls_vector from the vectors `predict`
@@ -183,7 +247,7 @@ class ClsClassifierMixin:
             for j, label in enumerate(labels):
                 doc.cats[label] = float(scores[i, j])
             doc._.set(CLS_VECTOR, numpy.array(cls_vectors[i], dtype=numpy.float32))
-        annotate(self, docs, scores, CLS_LABELS, CLS_UNCERTAINTY)
+        annotate(docs, scores, self.decision_settings(), CLS_LABELS, CLS_UNCERTAINTY)
         if self.vector_source is None:
             self.vector_source = register_source(self)
         for doc in docs:
@@ -339,8 +403,7 @@ class ClsClassifier(ClsClassifierMixin, TextCategorizer):
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self._lang = lang
         self.set_doc_vector = set_doc_vector
-        check_abstain_threshold(abstain_threshold, name)
-        self._set_decision_settings(class_weights, uncertainty, temperature=temperature_to_apply(temperature, name),
+        self._set_decision_settings(class_weights, uncertainty, threshold, temperature=temperature,
                                     abstain_threshold=abstain_threshold)
 
     def initialize(
@@ -365,6 +428,7 @@ class ClsClassifier(ClsClassifierMixin, TextCategorizer):
         with self._initializing(get_examples, nlp, labels):
             super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
         self._initialize_class_weights(get_examples)
+        self.decision_settings()
         self._initialize_few_shot(get_examples, few_shot)
 
 
@@ -388,9 +452,7 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self._lang = lang
         self.set_doc_vector = set_doc_vector
-        check_thresholds(thresholds, name)
-        self._set_decision_settings(class_weights, uncertainty,
-                                    thresholds=dict(thresholds) if thresholds is not None else None)
+        self._set_decision_settings(class_weights, uncertainty, threshold, thresholds=thresholds)
 
     def initialize(
         self,
@@ -410,6 +472,7 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
         with self._initializing(get_examples, nlp, labels):
             super().initialize(get_examples, nlp=nlp, labels=labels)
         self._initialize_class_weights(get_examples)
+        self.decision_settings()  # thresholds naming a label the component lacks fail here
         self._initialize_few_shot(get_examples, few_shot)
 
 
@@ -461,7 +524,7 @@ def make_cls_classifier(
         "thresholds": None,
         "uncertainty": "margin",
         "model": DEFAULT_MULTILABEL_MODEL,
-        "scorer": {"@scorers": "spacy.textcat_multilabel_scorer.v2"},
+        "scorer": {"@scorers": "spacy_cls.textcat_multilabel_scorer.v1"},
     },
     default_score_weights=MULTILABEL_SCORE_WEIGHTS,
 )

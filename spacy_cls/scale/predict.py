@@ -80,17 +80,14 @@ class Predictor:
             inputs.ROW: batch.column(inputs.ROW),
             "id": batch.column(inputs.ID),
         }
+        # The component's own decisions (decisions.apply.decide: what doc._.cls_labels holds)
+        from ..decisions.apply import decide_labels, settings_of
+
+        decided = decide_labels(scores, settings_of(self.nlp.get_pipe(self.component_name)))
         if self.multilabel:
-            chosen = [
-                [label for label, s in zip(self.labels, row) if s >= self.threshold] if ok[i] else None
-                for i, row in enumerate(scores)
-            ]
-            columns["labels"] = pa.array(chosen, pa.list_(pa.string()))
+            columns["labels"] = pa.array([d if ok[i] else None for i, d in enumerate(decided)], pa.list_(pa.string()))
         else:
-            best = scores.argmax(axis=1) if self.labels else numpy.zeros(n, dtype=int)
-            columns["label"] = pa.array(
-                [self.labels[j] if ok[i] and self.labels else None for i, j in enumerate(best)], pa.string()
-            )
+            columns["label"] = pa.array([d[0] if ok[i] and d else None for i, d in enumerate(decided)], pa.string())
         for j, label in enumerate(self.labels):
             columns[SCORE_PREFIX + label] = pa.array(scores[:, j], pa.float32(), mask=mask)
         if self.vectors:

@@ -72,7 +72,8 @@ def summarise(out_dir: Path, *, rows_this_run: int, seconds: float, engine: str,
         table = pq.read_table(path, columns=[c for c in ("id", "label", "labels") if c in names])
         ids.append(table.column("id").combine_chunks())
         if "label" in names:
-            labels.update(table.column("label").to_pylist())
+            # a row the component abstained on has no label (decisions.apply.decide)
+            labels.update("(no label)" if v is None else v for v in table.column("label").to_pylist())
         elif "labels" in names:
             labels.update(pc.list_flatten(table.column("labels")).to_pylist())
     rejected_lines = []

@@ -155,3 +155,96 @@ def test_thresholds_for_an_unknown_label_fail_loudly(multilabel_pipeline, tmp_pa
     write_settings(tmp_path / "p", "cls_classifier_multilabel", {"thresholds": {"FOOOD": 0.2}})
     with pytest.raises(ValueError, match="FOOOD"):
         spacy.load(tmp_path / "p")("cheap food")
+
+
+# --- no accepted setting gives NaN; every other value is refused at construction and at load
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-300, 5e-324, 1e-8, 0.05, 20.0, 1e8, 1e300])
+def test_no_accepted_temperature_gives_nan_cats(en_pipeline, temperature):
+    texts = [t for t, _ in EXCLUSIVE["en"]] + ["", "the movie was ok"]
+    plain = list(spacy.load(en_pipeline).pipe(texts))
+    nlp = spacy.load(en_pipeline, config={"components": {"cls_classifier": {"temperature": temperature}}})
+    for doc, before in zip(nlp.pipe(texts), plain):
+        values = list(doc.cats.values())
+        assert all(numpy.isfinite(v) and 0.0 <= v <= 1.0 for v in values), (temperature, doc.cats)
+        assert sum(values) == pytest.approx(1.0, abs=1e-5)
+        assert doc._.cls_labels and numpy.isfinite(doc._.cls_uncertainty)
+        if temperature <= 20.0:  # past that, float32 scores of close logits may tie
+            assert doc._.cls_labels == before._.cls_labels
+
+
+def _edited(folder, tmp_path, component, line):
+    """A copy of the saved pipeline whose config says `line` in the component's block."""
+    import shutil
+
+    out = tmp_path / "edited"
+    shutil.copytree(folder, out)
+    path = out / "config.cfg"
+    text = path.read_text(encoding="utf8")
+    key = line.split("=")[0].strip()
+    lines = text.splitlines()
+    start = lines.index(f"[components.{component}]")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("["))
+    block = [entry for entry in lines[start + 1:end] if not entry.startswith(f"{key} =")] + [line]
+    path.write_text("\n".join(lines[:start + 1] + block + lines[end:]) + "\n", encoding="utf8")
+    return out
+
+
+@pytest.mark.parametrize("line", ["temperature = NaN", "temperature = Infinity", "temperature = 1e999",
+                                  "temperature = 0", "temperature = -1.5", "temperature = 1e-400",
+                                  'temperature = "1.0"', "temperature = true",
+                                  "abstain_threshold = NaN", "abstain_threshold = -1", "abstain_threshold = 2",
+                                  'abstain_threshold = "0.5"', "threshold = NaN", "threshold = 1.5"])
+def test_a_saved_exclusive_pipeline_with_a_bad_setting_does_not_load(en_pipeline, tmp_path, line):
+    folder = _edited(en_pipeline, tmp_path, "cls_classifier", line)
+    with pytest.raises(Exception, match=line.split()[0]):
+        spacy.load(folder)
+
+
+@pytest.mark.parametrize("line", ["threshold = NaN", "threshold = -1", "threshold = 2", 'threshold = "0.5"',
+                                  "thresholds = {\"FOOD\": NaN}", "thresholds = {\"FOOD\": -1}",
+                                  "thresholds = {\"FOOD\": 2}", "thresholds = {\"FOOD\": \"0.3\"}",
+                                  "thresholds = {\"FOOD\": true}", "thresholds = {\"NOT_A_LABEL\": 0.3}"])
+def test_a_saved_multilabel_pipeline_with_a_bad_setting_does_not_load(multilabel_pipeline, tmp_path, line):
+    folder = _edited(multilabel_pipeline, tmp_path, "cls_classifier_multilabel", line)
+    with pytest.raises(Exception, match="threshold"):
+        spacy.load(folder)("cheap food")
+
+
+@pytest.mark.parametrize("value", [float("nan"), -0.5, 1.5])
+def test_a_tampered_saved_threshold_does_not_load(multilabel_pipeline, tmp_path, value):
+    import json
+    import shutil
+
+    folder = tmp_path / "p"
+    shutil.copytree(multilabel_pipeline, folder)
+    cfg_path = folder / "cls_classifier_multilabel" / "cfg"
+    cfg = json.loads(cfg_path.read_text(encoding="utf8"))
+    cfg["threshold"] = value
+    cfg_path.write_text(json.dumps(cfg), encoding="utf8")
+    # NaN is not JSON: the reader refuses it before the component sees it
+    with pytest.raises(ValueError, match="Expected object" if value != value else "threshold"):
+        spacy.load(folder)
+
+
+def test_settings_set_in_python_are_checked(en_pipeline, multilabel_pipeline):
+    pipe = spacy.load(en_pipeline).get_pipe("cls_classifier")
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="temperature"):
+            pipe.temperature = bad
+    for bad in (float("nan"), -0.1, 1.1, "0.5"):
+        with pytest.raises(ValueError, match="abstain_threshold"):
+            pipe.abstain_threshold = bad
+    with pytest.raises(ValueError, match="multi-label"):
+        pipe.thresholds = {"POS": 0.5}
+    pipe.temperature = 1e-40
+    assert all(numpy.isfinite(v) for v in pipe(spacy.blank("en").make_doc("good")).cats.values())
+    multi = spacy.load(multilabel_pipeline).get_pipe("cls_classifier_multilabel")
+    for bad in ({"FOOD": float("nan")}, {"FOOD": 2}, {"FOOD": -1}, {"NOPE": 0.5}, [0.5]):
+        with pytest.raises(ValueError, match="threshold"):
+            multi.thresholds = bad
+    with pytest.raises(ValueError, match="exclusive"):
+        multi.temperature = 2.0
+    with pytest.raises(ValueError, match="exclusive"):
+        multi.abstain_threshold = 0.5

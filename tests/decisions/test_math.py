@@ -11,10 +11,10 @@ from spacy_cls.decisions.calibration import (
     nll,
     softmax,
 )
+from spacy_cls.decisions.apply import DecisionSettings, decide
 from spacy_cls.decisions.thresholds import (
     abstain_for_accuracy,
     coverage_curve,
-    decide,
     f1_scores,
     tune_thresholds,
 )
@@ -160,7 +160,7 @@ def test_tuned_threshold_maximises_each_labels_f1():
     # any cut in (0.12, 0.2] separates label a: the middle of that gap
     assert tuned["a"] == pytest.approx(0.16)
     assert tuned["b"] == 0.5
-    decided = decide(probs, multi_label=True, threshold=0.5, thresholds=numpy.array([tuned["a"], 0.5]))
+    decided = decide(probs, DecisionSettings(labels=("a", "b"), multi_label=True, thresholds={"a": tuned["a"]}))
     assert f1_scores(decided, gold)["per_label_f1"][0] == 1.0
 
 
@@ -179,12 +179,15 @@ def test_tune_thresholds_checks_shapes():
 def test_abstaining_trades_coverage_for_accuracy():
     probs = numpy.array([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.55, 0.45]])
     gold = one_hot([0, 0, 1, 0], 2)  # the 0.6 doc is wrong
-    assert abstain_for_accuracy(probs, gold, 1.0) == pytest.approx(0.9)
+    # the cut lies in the gap between the lowest top score kept (0.9) and the next (0.6)
+    assert abstain_for_accuracy(probs, gold, 1.0) == 0.8  # a short decimal in the middle half of (0.6, 0.9)
     assert abstain_for_accuracy(probs, gold, 0.75) == 0.0  # all docs together reach it
-    rows = {row["threshold"]: row for row in coverage_curve(probs, gold, [0.0, 0.9])}
+    rows = {row["threshold"]: row for row in coverage_curve(probs, gold, [0.0, 0.85, 0.9])}
     assert rows[0.0]["coverage"] == 1.0 and rows[0.0]["accuracy"] == 0.75
-    assert rows[0.9]["coverage"] == 0.5 and rows[0.9]["accuracy"] == 1.0
-    decided = decide(probs, multi_label=False, threshold=0.0, abstain_threshold=0.9)
+    assert rows[0.85]["coverage"] == 0.5 and rows[0.85]["accuracy"] == 1.0
+    # scores are read as doc.cats holds them, float32: 0.9 becomes 0.8999999761..., under 0.9
+    assert rows[0.9]["coverage"] == 0.25
+    decided = decide(probs, DecisionSettings(labels=("a", "b"), multi_label=False, abstain_threshold=0.8))
     assert decided.sum(axis=1).tolist() == [1, 1, 0, 0]
 
 

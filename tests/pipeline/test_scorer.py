@@ -1,5 +1,7 @@
-"""`spacy_cls.textcat_scorer.v1`: spaCy's exclusive-class scores plus `cats_accuracy`,
-the factory's default scorer, found by entry point, shown by `spacy train`."""
+"""`spacy_cls.textcat_scorer.v1` and `spacy_cls.textcat_multilabel_scorer.v1`: spaCy's
+scores counted from the component's decisions, plus `cats_accuracy` (and coverage) for
+exclusive classes; the factories' default scorers, shown by `spacy train` and named in
+`spacy evaluate`'s table."""
 from importlib.metadata import entry_points
 
 import pytest
@@ -9,7 +11,14 @@ from spacy.training import Example
 from spacy.util import registry
 
 import spacy_cls  # noqa: F401
-from spacy_cls.pipeline.scorer import exclusive_accuracy, make_textcat_scorer, textcat_score
+from spacy_cls.decisions.apply import DecisionSettings
+from spacy_cls.pipeline.scorer import (
+    exclusive_accuracy,
+    make_textcat_multilabel_scorer,
+    make_textcat_scorer,
+    textcat_multilabel_score,
+    textcat_score,
+)
 
 LABELS = ["A", "B", "C"]
 
@@ -39,7 +48,11 @@ def test_accuracy_counts_the_top_label():
     from spacy.scorer import Scorer
 
     expected = Scorer.score_cats(examples, "cats", labels=LABELS, multi_label=False)
-    assert {key: value for key, value in scores.items() if key != "cats_accuracy"} == expected
+    ours = ("cats_accuracy", "cats_coverage", "cats_covered_accuracy", "cats_score_desc")
+    assert {key: value for key, value in scores.items() if key not in ours} == {
+        key: value for key, value in expected.items() if key != "cats_score_desc"}
+    assert scores["cats_score_desc"] == "macro F; accuracy 75.00%"
+    assert scores["cats_coverage"] == 1.0 and scores["cats_covered_accuracy"] == 3 / 4
 
 
 def test_accuracy_does_not_depend_on_the_threshold():
@@ -76,7 +89,7 @@ def test_default_scorer_and_score_weights():
     nlp.add_pipe("cls_classifier", name="exclusive")
     nlp.add_pipe("cls_classifier_multilabel", name="multi")
     assert nlp.get_pipe_config("exclusive")["scorer"] == {"@scorers": "spacy_cls.textcat_scorer.v1"}
-    assert nlp.get_pipe_config("multi")["scorer"] == {"@scorers": "spacy.textcat_multilabel_scorer.v2"}
+    assert nlp.get_pipe_config("multi")["scorer"] == {"@scorers": "spacy_cls.textcat_multilabel_scorer.v1"}
     assert nlp.get_pipe_meta("exclusive").default_score_weights["cats_accuracy"] == 0.0
     assert "cats_accuracy" not in nlp.get_pipe_meta("multi").default_score_weights
     # `spacy train` prints a column for every weight that is not None, and picks the best
@@ -118,3 +131,66 @@ def test_pipeline_saved_with_spacys_scorer_still_loads(initialized, tmp_path):
     scores = old.evaluate(examples)
     assert "cats_accuracy" not in scores
     assert scores["cats_macro_f"] == nlp.evaluate(examples)["cats_macro_f"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_without_decision_settings_the_figures_are_spacys(seed):
+    """Exclusive and multi-label, random scores and gold (multi-label with missing gold
+    labels): the P/R/F/AUC keys are spaCy's score_cats to the last bit."""
+    import numpy
+    from spacy.scorer import Scorer
+
+    rng = numpy.random.default_rng(seed)
+    exclusive, multi = [], []
+    for _ in range(30):
+        scores = rng.random(3)
+        gold = LABELS[rng.integers(0, 3)]
+        exclusive.append(example(one_hot(gold), dict(zip(LABELS, (scores / scores.sum()).tolist()))))
+        gold_multi = {label: float(rng.random() < 0.4) for label in LABELS if rng.random() < 0.8}
+        multi.append(example(gold_multi, dict(zip(LABELS, scores.tolist()))))
+    for multi_label, examples, ours in ((False, exclusive, textcat_score), (True, multi, textcat_multilabel_score)):
+        for threshold in (0.0, 0.3, 0.5):
+            expected = Scorer.score_cats(examples, "cats", labels=LABELS, multi_label=multi_label, threshold=threshold)
+            got = ours(examples, labels=LABELS, threshold=threshold)
+            for key, value in expected.items():
+                if key != "cats_score_desc":
+                    assert got[key] == value, (multi_label, threshold, key)
+
+
+def test_abstaining_docs_miss_their_gold_label_and_count_as_wrong():
+    examples = [
+        example(one_hot("A"), {"A": 0.9, "B": 0.05, "C": 0.05}),  # right, kept
+        example(one_hot("B"), {"A": 0.5, "B": 0.4, "C": 0.1}),  # abstains (0.5 < 0.6): a miss, no false A
+        example(one_hot("C"), {"A": 0.1, "B": 0.2, "C": 0.7}),  # right, kept
+        example(one_hot("A"), {"A": 0.2, "B": 0.7, "C": 0.1}),  # wrong, kept: a miss of A and a false B
+    ]
+    settings = DecisionSettings(labels=tuple(LABELS), multi_label=False, abstain_threshold=0.6)
+    scores = textcat_score(examples, labels=LABELS, decisions=settings)
+    per = scores["cats_f_per_type"]
+    assert per["A"]["p"] == pytest.approx(1.0) and per["A"]["r"] == pytest.approx(0.5)
+    assert per["B"]["p"] == pytest.approx(0.0) and per["B"]["r"] == pytest.approx(0.0)
+    assert per["C"]["f"] == pytest.approx(1.0)
+    assert scores["cats_accuracy"] == 2 / 4
+    assert scores["cats_coverage"] == 3 / 4
+    assert scores["cats_covered_accuracy"] == pytest.approx(2 / 3)
+    assert scores["cats_micro_p"] == pytest.approx(2 / 3) and scores["cats_micro_r"] == pytest.approx(2 / 4)
+    assert "accuracy 50.00% counting the 25.00% abstained as wrong" in scores["cats_score_desc"]
+    assert exclusive_accuracy(examples, LABELS, decisions=settings) == 2 / 4
+
+
+def test_multilabel_figures_use_each_labels_threshold():
+    examples = [
+        example({"A": 1.0, "B": 0.0, "C": 1.0}, {"A": 0.3, "B": 0.6, "C": 0.55}),
+        example({"A": 0.0, "B": 1.0, "C": 0.0}, {"A": 0.2, "B": 0.45, "C": 0.1}),
+    ]
+    settings = DecisionSettings(labels=tuple(LABELS), multi_label=True, threshold=0.5,
+                                thresholds={"A": 0.25, "B": 0.4})
+    per = textcat_multilabel_score(examples, labels=LABELS, decisions=settings)["cats_f_per_type"]
+    # A: 0.3 >= 0.25 (tp), 0.2 < 0.25; B: 0.6 (fp), 0.45 (tp); C: global 0.5: 0.55 (tp)
+    assert per["A"]["f"] == pytest.approx(1.0)
+    assert per["B"]["p"] == pytest.approx(0.5) and per["B"]["r"] == pytest.approx(1.0)
+    assert per["C"]["f"] == pytest.approx(1.0)
+
+
+def test_the_multilabel_scorer_is_registered():
+    assert registry.scorers.get("spacy_cls.textcat_multilabel_scorer.v1") is make_textcat_multilabel_scorer
