@@ -8,7 +8,9 @@ import typer
 
 ModelArg = Annotated[str, typer.Argument(help="A pipeline: installed package name or folder (what spacy.load takes).")]
 TextsArg = Annotated[Optional[List[str]], typer.Argument(help="Texts to read; or give --file.", show_default=False)]
-FileOpt = Annotated[Optional[Path], typer.Option("--file", "-f", help="UTF-8 file with one text a line (blank lines skipped).")]
+FileOpt = Annotated[Optional[Path], typer.Option("--file", "-f", help="Texts: .jsonl/.csv/.tsv/.parquet (the 'text' column), or any other UTF-8 file with one text a line (blank lines skipped).")]
+InputFormatOpt = Annotated[Optional[str], typer.Option(help="Read the input as jsonl, csv, tsv, parquet or lines (one text a line); default: from each file's extension. A .csv is always read as CSV.")]
+TextColOpt = Annotated[str, typer.Option(help="Column (or JSON field) with the text.")]
 DataArg = Annotated[Path, typer.Argument(help="Labelled data: a .spacy DocBin, or a .jsonl file with {\"text\", \"label\"} lines.")]
 BatchOpt = Annotated[int, typer.Option(help="Docs per batch.", min=1)]
 GpuOpt = Annotated[int, typer.Option("--gpu-id", "-g", help="GPU to run on; -1: CPU.")]
@@ -33,21 +35,56 @@ def load_pipeline(model: str, gpu_id: int):
         fail(f"Could not load the pipeline '{model}': {e}")
 
 
-def read_texts(texts: Optional[List[str]], file: Optional[Path]) -> List[str]:
+def read_texts(texts: Optional[List[str]], file: Optional[Path], *, text_col: str = "text",
+               input_format: Optional[str] = None) -> List[str]:
     if texts and file is not None:
         fail("Give texts or --file, not both.")
     if file is not None:
-        try:
-            lines = file.read_text(encoding="utf8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            fail(f"Cannot read {file}: {e}")
-        texts = [line.strip() for line in lines if line.strip()]
-        if not texts:
-            fail(f"{file} has no texts (one text a line).")
-        return texts
+        from ..scale.inputs import FORMATS
+
+        fmt = input_format or (None if file.suffix.lower() in FORMATS else "lines")
+        rows = read_input(file, text_col=text_col, id_col=None, input_format=fmt, quiet=("blank line",))
+        return [row.text for row in rows]
     if not texts:
         fail("No texts: give them as arguments or with --file (one text a line).")
     return list(texts)
+
+
+def read_input(path: Path, *, text_col: str = "text", id_col: Optional[str] = None, columns=(),
+               input_format: Optional[str] = None, all_columns: bool = False, what: str = "texts",
+               rejected: Optional[list] = None, quiet: tuple = ()):
+    """The rows of `path` that have a text, read as `apply` reads its input; the
+    rejected ones are counted on stderr (the first few with their row and reason)
+    and added to `rejected`."""
+    from ..scale.inputs import InputError, read_rows
+
+    kept = []
+    rejected = rejected if rejected is not None else []
+    try:
+        for row in read_rows(path, text_col=text_col, id_col=id_col, columns=columns, fmt=input_format,
+                             all_columns=all_columns):
+            (rejected if row.problem else kept).append(row)
+    except (InputError, OSError) as e:
+        fail(str(e))
+    report_rejected([r for r in rejected if r.problem not in quiet], len(kept) + len(rejected))
+    if not kept:
+        reasons = sorted({r.problem for r in rejected})[:3]
+        fail(f"{path} has no {what} ({len(rejected)} rows rejected: {'; '.join(reasons) or 'the file is empty'}).")
+    return kept
+
+
+def report_rejected(rejected, n_read: int, shown: int = 10) -> None:
+    """The rejected rows on stderr: the first `shown` with their reasons, and the count."""
+    if not rejected:
+        return
+    sources = {row.source for row in rejected}
+    for row in rejected[:shown]:
+        unit = "line" if row.source.lower().endswith((".jsonl", ".ndjson", ".json", ".txt")) else "row"
+        where = f"{unit} {row.row}" if len(sources) == 1 else f"{row.source} {unit} {row.row}"
+        typer.echo(f"skipped {where}: {row.problem}", err=True)
+    if len(rejected) > shown:
+        typer.echo(f"... and {len(rejected) - shown} more skipped rows", err=True)
+    typer.echo(f"Read {n_read} rows: {n_read - len(rejected)} kept, {len(rejected)} skipped.", err=True)
 
 
 def fail(message: str) -> NoReturn:

@@ -104,9 +104,10 @@ def rank_uncertain(
     *,
     fmt: str = "prodigy",
     batch_size: int = 64,
+    docs: Optional[List] = None,
 ) -> Tuple[List[Dict], str]:
-    """Classify `items` and return the `n` most uncertain as records, with the name of
-    the component read."""
+    """Classify `items` (or take `docs`, the items already classified) and return the
+    `n` most uncertain as records, with the name of the component read."""
     from ..pipeline.attrs import CLS_LABELS, CLS_UNCERTAINTY
 
     if fmt not in FORMATS:
@@ -115,7 +116,10 @@ def rank_uncertain(
         raise ValueError(f"n is {n}: ask for 1 text or more.")
     name = component_name or find_classifier(nlp)
     component = nlp.get_pipe(name)
-    docs = list(nlp.pipe((item.text for item in items), batch_size=batch_size))
+    if docs is None:
+        docs = list(nlp.pipe((item.text for item in items), batch_size=batch_size))
+    elif len(docs) != len(items):
+        raise ValueError(f"{len(docs)} docs for {len(items)} items.")
     values = numpy.array([doc._.get(CLS_UNCERTAINTY) for doc in docs], dtype="float64")
     chosen = most_uncertain(values, n)
     rows = [record(items[i], {label: docs[i].cats[label] for label in component.labels}, values[i],

@@ -80,9 +80,9 @@ def test_folder_and_glob_name_files_relative_to_the_input_root(tmp_path):
     assert [r[inputs.ID] for r in rows_of(tmp_path)] == ["a/x.jsonl:1", "b/x.jsonl:1"]
 
 
-@pytest.mark.parametrize("name,message", [("missing.jsonl", "not a file"), ("data.txt", "unknown file type")])
+@pytest.mark.parametrize("name,message", [("missing.jsonl", "not a file"), ("data.xml", "unknown file type")])
 def test_unusable_input_is_refused(tmp_path, name, message):
-    if name == "data.txt":
+    if name == "data.xml":
         (tmp_path / name).write_text("x", encoding="utf8")
     with pytest.raises(inputs.InputError, match=message):
         inputs.find_input_files(tmp_path / name)
