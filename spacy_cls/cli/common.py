@@ -11,7 +11,8 @@ TextsArg = Annotated[Optional[List[str]], typer.Argument(help="Texts to read; or
 FileOpt = Annotated[Optional[Path], typer.Option("--file", "-f", help="Texts: .jsonl/.csv/.tsv/.parquet (the 'text' column), or any other UTF-8 file with one text a line (blank lines skipped).")]
 InputFormatOpt = Annotated[Optional[str], typer.Option(help="Read the input as jsonl, csv, tsv, parquet or lines (one text a line); default: from each file's extension. A .csv is always read as CSV.")]
 TextColOpt = Annotated[str, typer.Option(help="Column (or JSON field) with the text.")]
-DataArg = Annotated[Path, typer.Argument(help="Labelled data: a .spacy DocBin, or a .jsonl file with {\"text\", \"label\"} lines.")]
+DataArg = Annotated[Path, typer.Argument(help="Labelled data: a .spacy DocBin, or a .jsonl, .csv, .tsv or .parquet file with a text and a label column (see --text-col, --label-col).")]
+LabelColOpt = Annotated[str, typer.Option(help="Column (or JSON field) with the gold label: one label, or (JSONL, Parquet) a list of labels.")]
 BatchOpt = Annotated[int, typer.Option(help="Docs per batch.", min=1)]
 GpuOpt = Annotated[int, typer.Option("--gpu-id", "-g", help="GPU to run on; -1: CPU.")]
 
@@ -71,6 +72,49 @@ def read_input(path: Path, *, text_col: str = "text", id_col: Optional[str] = No
         reasons = sorted({r.problem for r in rejected})[:3]
         fail(f"{path} has no {what} ({len(rejected)} rows rejected: {'; '.join(reasons) or 'the file is empty'}).")
     return kept
+
+
+def read_labelled(path: Path, nlp, labels, *, text_col: str, label_col: str, input_format: Optional[str]):
+    """(texts, gold cats) from a .spacy DocBin, or from any input `apply` reads with
+    a text and a label column; a row whose label is missing or not one of `labels`
+    is rejected with its row and reason."""
+    from ..explain.plots import LabelledTexts, load_labelled_texts
+
+    if path.suffix.lower() == ".spacy":
+        try:
+            return load_labelled_texts(path, nlp)
+        except (OSError, ValueError) as e:
+            fail(str(e))
+    rows = read_input(path, text_col=text_col, id_col=None, columns=[label_col], input_format=input_format,
+                      what="labelled texts")
+    known = set(labels)
+    texts, gold, rejected = [], [], []
+    for row in rows:
+        chosen = _labels_of(row.values.get(label_col))
+        unknown = [label for label in chosen if label not in known]
+        if not chosen or unknown:
+            row.problem = (f"no '{label_col}' value" if not chosen else
+                           f"label {unknown[0]!r} is not one of the pipeline's ({', '.join(labels)})")
+            rejected.append(row)
+            continue
+        texts.append(row.text)
+        gold.append({label: float(label in chosen) for label in labels})
+    report_rejected(rejected, len(rows))
+    if not texts:
+        fail(f"No row of {path} has a text in '{text_col}' and a label of the pipeline in '{label_col}' "
+             f"({'; '.join(sorted({r.problem for r in rejected})[:3])}).")
+    return LabelledTexts(texts, gold)
+
+
+def _labels_of(value) -> List[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v is not None]
+    if isinstance(value, float) and value.is_integer():
+        return [str(int(value))]
+    text = str(value).strip()
+    return [text] if text else []
 
 
 def report_rejected(rejected, n_read: int, shown: int = 10) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Dict, Optional
 
 METADATA_KEY = b"spacy_cls.encoder"
@@ -52,6 +53,7 @@ def encoder_fingerprint(nlp, component: Optional[str] = None) -> Optional[Dict[s
         if transformer is None:
             raise NotLoaded(node.attrs.get("name"))
         backend = "torch"
+        width = getattr(getattr(transformer, "config", None), "hidden_size", None)
         for key, tensor in sorted(transformer.state_dict().items()):
             value = tensor.detach().to("cpu")
             digest.update(key.encode("utf8"))
@@ -60,15 +62,41 @@ def encoder_fingerprint(nlp, component: Optional[str] = None) -> Optional[Dict[s
                           else value.contiguous().numpy().tobytes())
     elif getattr(shim, "graph", b""):
         backend = "onnx"
+        width = None
         digest.update(shim.graph)
     else:
         raise NotLoaded(node.attrs.get("name"))
     settings = {key: node.attrs.get(key) for key in _SETTINGS}
     if settings.get("long_text") != "windows":
         settings["stride"] = settings["max_windows"] = None
-    record = {"encoder": str(node.attrs.get("name")), "backend": backend, "weights": digest.hexdigest(), **settings}
+    record = {"encoder": str(node.attrs.get("name")), "backend": backend, "weights": digest.hexdigest(),
+              "width": width, **settings}
     record["fingerprint"] = _digest({key: record.get(key) for key in ("backend", *COMPARED)})
     return record
+
+
+def cls_output_bound(nlp, component: Optional[str] = None) -> Optional[float]:
+    """The largest magnitude a value of this encoder's [CLS] output can have, None
+    when unknown (no weights yet, or no final LayerNorm). A BERT-family encoder's
+    last hidden state is a LayerNorm's output, gamma * z + beta, where z has zero
+    mean and unit variance over the H values of a row, so |z_i| <= sqrt(H - 1); an
+    average over windows stays within the same bound."""
+    import torch
+
+    node = encoder_layer(nlp, component)
+    hf = getattr(node.shims[0], "_hfmodel", None) if node is not None and node.shims else None
+    transformer = getattr(hf, "transformer", None)
+    if transformer is None:
+        return None
+    norms = [m for m in transformer.modules() if isinstance(m, torch.nn.LayerNorm) and m.weight is not None]
+    if not norms:
+        return None
+    last = norms[-1]
+    width = last.weight.numel()
+    gamma = float(last.weight.detach().abs().max())
+    beta = float(last.bias.detach().abs().max()) if last.bias is not None else 0.0
+    # A little room for rounding (float16 runs, window averages).
+    return (gamma * math.sqrt(max(width - 1, 1)) + beta) * 1.01 + 1e-3
 
 
 def _digest(value: Dict[str, Any]) -> str:

@@ -60,6 +60,7 @@ def embedded(tiny_bert, tmp_path_factory):
             f.write(json.dumps({"id": f"dev-{i}", "text": text}) + "\n")
     apply(folder / "pipeline", folder / "texts.jsonl", folder / "vectors", vectors=True, progress=False)
     return {
+        "pipeline": folder / "pipeline",
         "vectors": folder / "vectors",
         "train": write_labelled(folder / "train.jsonl", TRAIN, "train-"),
         "dev": write_labelled(folder / "dev.jsonl", DEV, "dev-"),
@@ -102,8 +103,8 @@ def frozen_component(nlp):
     return pipe
 
 
-def test_frozen_encoder_reads_the_vectors_instead_of_running(en_pipeline, embedded, monkeypatch):
-    nlp = spacy.load(en_pipeline)
+def test_frozen_encoder_reads_the_vectors_instead_of_running(embedded, monkeypatch):
+    nlp = spacy.load(embedded["pipeline"])
     frozen_component(nlp)
     corpus = vector_data.VectorCorpus(embedded["vectors"], embedded["train_no_text"])
     examples = list(corpus(nlp))
