@@ -71,7 +71,7 @@ def prepare(out_dir: Path, run_args: dict, overwrite: bool) -> bool:
         return True
     if any(out_dir.glob("part-*.parquet")):
         raise OutputError(f"{out_dir} holds part files of an unknown run: use --overwrite or another output folder.")
-    _write_atomic(run_file, json.dumps(run_args, indent=2, ensure_ascii=False).encode("utf8"))
+    _write_atomic(run_file, json.dumps(run_args, indent=2).encode("utf8"))
     return False
 
 
