@@ -190,7 +190,7 @@ def count_rows(path: Path, fmt: str) -> int:
             return pq.ParquetFile(path).metadata.num_rows
         if fmt in ("jsonl", "lines"):
             return _count_lines(path)
-        return sum(batch.num_rows for batch in _csv_batches(path, fmt, columns=None))
+        return sum(batch.num_rows for batch in _csv_batches(path, fmt, columns=[], binary=True))
     except InputError:
         raise
     except (OSError, pa.ArrowException) as e:
