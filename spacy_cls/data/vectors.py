@@ -96,6 +96,13 @@ def read_vector_rows(path: Union[str, Path], id_col: str = "id", *, width: Optio
             encoders[record.get("fingerprint", "?")] = record
         table = parquet.read(columns=[id_col, VECTOR_COLUMN])
         columns.append((file, table.column(id_col), table.column(VECTOR_COLUMN).combine_chunks()))
+    if len(encoders) > 1:
+        names = [describe(record) for record in encoders.values()]
+        raise VectorCorpusError(
+            f"The vectors in {path} were made by {len(names)} different encoders ({'; '.join(names[:3])}): "
+            f"a head can learn from one encoder's vectors only. Make them again into one folder with the "
+            f"encoder this head will run with."
+        )
     if width is None:
         width = _common_width([c for _, _, c in columns])
     found: Dict[str, numpy.ndarray] = {}
@@ -322,13 +329,6 @@ class VectorCorpus:
         return self._rows, self._label_set
 
     def _check_recorded(self, found: "VectorRows") -> None:
-        if len(found.encoders) > 1:
-            names = [describe(record) for record in found.encoders.values()]
-            raise VectorCorpusError(
-                f"The vectors in {self.vectors_path} were made by {len(names)} different encoders "
-                f"({'; '.join(names[:3])}): a head can learn from one encoder's vectors only. Make them "
-                f"again into one folder with the encoder this head will run with."
-            )
         key = str(Path(self.vectors_path).resolve())
         if found.unrecorded and key not in _WARNED_UNRECORDED:
             _WARNED_UNRECORDED.add(key)
