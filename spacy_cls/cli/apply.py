@@ -32,7 +32,7 @@ def apply_command(
     Run it again with the same arguments to finish an interrupted run."""
     from ..data.fingerprint import describe
     from ..scale import apply
-    from ..scale.summary import CUT_NOTE
+    from ..scale.summary import CUT_WARNING
     from ..scale.inputs import InputError
     from ..scale.output import OutputError
 
@@ -61,7 +61,7 @@ def apply_command(
         fail(str(e))
     typer.echo(summary.as_text())
     if summary.rows_cut:
-        typer.echo(f"Warning: {summary.rows_cut:,} docs {CUT_NOTE}.", err=True)
+        typer.echo("Warning: " + CUT_WARNING.format(n=summary.rows_cut), err=True)
     if summary.encoder:
         typer.echo(f"Vectors made by the encoder {describe(summary.encoder)} (recorded in the parts' metadata; "
                    f"VectorCorpus.v1 checks it against the encoder it trains with).")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Type, Union
 
@@ -183,7 +184,7 @@ def run_ray(shards: Sequence[inputs.Shard], out_dir: Path, pipeline_path: Union[
 
     started = False
     if not ray.is_initialized():
-        init_args = {"log_to_driver": False, "logging_level": logging.WARNING}
+        init_args = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address:
             ray.init(address=address, **init_args)
         else:
@@ -217,9 +218,12 @@ def quiet_ray_data():
     for name in saved:
         setattr(context, name, False)
     for name in loggers:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            # Advice about actor pools and blocks, meant for those who tune Ray Data.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
+            yield
     finally:
         for name, value in saved.items():
             setattr(context, name, value)

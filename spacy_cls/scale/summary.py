@@ -16,8 +16,10 @@ import pyarrow.parquet as pq
 from . import output
 
 N_EXAMPLES = 10
-CUT_NOTE = ("(longer than the encoder reads: classified on their first word pieces under the component's "
-            "long-text policy; long_text = \"windows\" in the model config reads more)")
+CUT_NOTE = "longer than the encoder reads: classified on the word pieces it reads"
+CUT_WARNING = ("{n:,} docs were longer than the encoder reads and were classified on the word pieces it "
+               "read (the component's long-text policy). To read more of each text, set long_text = "
+               "\"windows\" (and max_windows) in the model config.")
 
 
 @dataclass
@@ -48,7 +50,7 @@ class Summary:
             f"{self.docs_per_second:,.1f} docs/s ({self.engine}, {self.workers} worker{'s' * (self.workers != 1)})",
         ]
         if self.rows_cut:
-            lines.append(f"rows cut       {self.rows_cut:>12,}  {CUT_NOTE}")
+            lines.append(f"rows cut       {self.rows_cut:>12,}  ({CUT_NOTE})")
         if self.rows_from_earlier_runs:
             lines.append(f"earlier runs   {self.rows_from_earlier_runs:>12,} rows (resumed)")
         if self.labels:
