@@ -261,7 +261,7 @@ def read_rows(spec: Union[str, Path, Sequence[Union[str, Path]]], *, text_col: s
     `columns`: other columns to hand back in `values`; `all_columns`: every column."""
     for file in describe_files(spec, text_col, fmt):
         for shard in plan_shards([file], shard_rows):
-            wanted = None if all_columns else [text_col, id_col, *columns]
+            wanted = None if all_columns and file.format != "lines" else [text_col, id_col, *columns]
             values, problems = read_values(shard, wanted)
             extra = [c for c in values if c not in (text_col, id_col)] if all_columns else list(columns)
             table = normalise(values.get(text_col), values.get(id_col) if id_col else None, shard.n_rows,
