@@ -179,25 +179,27 @@ def _vector_matrix(array, width: int, bound: float) -> Tuple[numpy.ndarray, List
     # flatten() leaves out null lists' values, so rows start at the running sum of lengths.
     flat = array.flatten()
     values = flat.cast(pa.float64()).to_numpy(zero_copy_only=False) if len(flat) else numpy.zeros(0)
-    starts = numpy.concatenate([[0], numpy.cumsum(numpy.where(valid, lengths, 0))[:-1]]) if n else numpy.zeros(0, int)
-    for i in range(n):
-        if not valid[i]:
-            problems[i] = f"no vector ('{VECTOR_COLUMN}' is null)"
-            continue
-        if lengths[i] != width:
-            problems[i] = f"a vector of {lengths[i]} values; the encoder gives {width}"
-            continue
-        row = values[starts[i]:starts[i] + width]
-        bad = numpy.flatnonzero(~numpy.isfinite(row))
-        if bad.size:
-            problems[i] = f"value {bad[0] + 1} of the vector is {row[bad[0]]} (NaN, infinite or null)"
-            continue
-        big = numpy.flatnonzero(numpy.abs(row) > bound)
-        if big.size:
-            problems[i] = (f"value {big[0] + 1} of the vector is {row[big[0]]:.6g}, beyond the {bound:.6g} "
+    starts = numpy.concatenate([[0], numpy.cumsum(numpy.where(valid, lengths, 0))[:-1]]).astype(numpy.int64)
+    sized = valid & (lengths == width)
+    rows = numpy.flatnonzero(sized)
+    block = values[starts[rows, None] + numpy.arange(width)] if rows.size and width else numpy.zeros((rows.size, width))
+    finite = numpy.isfinite(block)
+    in_range = numpy.abs(numpy.where(finite, block, 0.0)) <= bound
+    good = finite.all(axis=1) & in_range.all(axis=1)
+    matrix[rows[good]] = block[good]
+    for i in numpy.flatnonzero(~valid):
+        problems[i] = f"no vector ('{VECTOR_COLUMN}' is null)"
+    for i in numpy.flatnonzero(valid & ~sized):
+        problems[i] = f"a vector of {lengths[i]} values; the encoder gives {width}"
+    for k in numpy.flatnonzero(~good):
+        i, row = rows[k], block[k]
+        if not finite[k].all():
+            j = int(numpy.flatnonzero(~finite[k])[0])
+            problems[i] = f"value {j + 1} of the vector is {row[j]} (NaN, infinite or null)"
+        else:
+            j = int(numpy.flatnonzero(~in_range[k])[0])
+            problems[i] = (f"value {j + 1} of the vector is {row[j]:.6g}, beyond the {bound:.6g} "
                            f"that this encoder's [CLS] output can reach")
-            continue
-        matrix[i] = row
     return matrix, problems
 
 

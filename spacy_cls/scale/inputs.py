@@ -275,8 +275,8 @@ def read_rows(spec: Union[str, Path, Sequence[Union[str, Path]]], *, text_col: s
                               if values.get(c) is not None and values[c][i] is not _ABSENT}
                 problem = reasons[i]
                 if problem is None:
-                    problem = next((_surrogate_problem(v, c) for c, v in row_values.items()
-                                    if _surrogate_problem(v, c)), None)
+                    problem = next((_surrogate_problem(_nested_text(v, c), c) for c, v in row_values.items()
+                                    if _surrogate_problem(_nested_text(v, c), c)), None)
                 yield InputRow(file.name, shard.start + i + 1, ids[i], texts[i] if problem is None else None,
                                row_values, problem)
 
@@ -493,8 +493,19 @@ def _surrogate_problem(value: Any, column: str) -> Optional[str]:
     found = _SURROGATE.search(value)
     if found is None:
         return None
-    return (f"'{column}' holds a lone surrogate (U+{ord(found.group()):04X} at character {found.start() + 1}): "
+    return (f"'{writable(column)}' holds a lone surrogate (U+{ord(found.group()):04X} at character {found.start() + 1}): "
             f"not valid Unicode; fix the text (or its JSON \\u escapes) and run again")
+
+
+def _nested_text(value: Any, key: str = "") -> str:
+    """A value's strings and keys, all of them, as one string (to look for surrogates in)."""
+    if isinstance(value, str):
+        return key + value
+    if isinstance(value, dict):
+        return key + "".join(_nested_text(v, str(k)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return key + "".join(_nested_text(v) for v in value)
+    return key
 
 
 def _carried(value: Any) -> Optional[str]:

@@ -241,13 +241,15 @@ def _write_piece(out_dir: Path, source: str, first: int, last: int, piece: pa.Ta
 # Characters that str.splitlines (and so many JSONL readers) breaks a line at, and
 # that json.dumps(ensure_ascii=False) leaves raw: the C0 ones it escapes already.
 _LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_LINE_BREAK_RE = re.compile("[\x85\u2028\u2029]")
+_ESCAPED_RE = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
 
 
 def jsonl_line(record) -> str:
-    """`record` as one JSON line that no line splitter cuts: readable UTF-8, with
-    the line separators Python and JavaScript split on escaped."""
-    return _LINE_BREAK_RE.sub(lambda m: _LINE_BREAKS[m.group()], json.dumps(record, ensure_ascii=False))
+    """`record` as one JSON line that no line splitter cuts and UTF-8 can hold:
+    readable text, with the line separators Python and JavaScript split on, and any
+    lone surrogate, as JSON escapes."""
+    return _ESCAPED_RE.sub(lambda m: _LINE_BREAKS.get(m.group(), f"\\u{ord(m.group()):04x}"),
+                           json.dumps(record, ensure_ascii=False))
 
 
 def read_jsonl_lines(path: Path) -> List[str]:

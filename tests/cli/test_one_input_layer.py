@@ -201,3 +201,16 @@ def test_rank_uncertain_rejects_a_doc_the_pipeline_fails_on(en_pipeline, tmp_pat
     assert len((tmp_path / "r.jsonl").read_text(encoding="utf8").splitlines()) == 2
     [rejected] = [json.loads(line) for line in (tmp_path / "r_rejected.jsonl").read_text(encoding="utf8").splitlines()]
     assert rejected["row"] == 2 and "RuntimeError" in rejected["reason"]
+
+
+def test_rank_uncertain_rejects_surrogates_nested_in_kept_fields(en_pipeline, tmp_path):
+    source = tmp_path / "texts.jsonl"
+    source.write_text('{"text": "good film"}\n{"text": "bad", "meta": {"note": "\\ud800"}}\n'
+                      '{"text": "fine", "tags": ["ok", "\\udfff"]}\n{"text": "awful", "\\ud801": 1}\n',
+                      encoding="utf8")
+    out = tmp_path / "ranked.jsonl"
+    result = invoke("rank-uncertain", en_pipeline, source, "-n", "10", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["text"] for line in out.read_text(encoding="utf8").splitlines()] == ["good film"]
+    rejected = [json.loads(line) for line in (tmp_path / "ranked_rejected.jsonl").read_text(encoding="utf8").splitlines()]
+    assert [r["row"] for r in rejected] == [2, 3, 4] and all("lone surrogate" in r["reason"] for r in rejected)
