@@ -178,15 +178,24 @@ def _vector_matrix(array, width: int, bound: float) -> Tuple[numpy.ndarray, List
     lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False).astype(numpy.int64)
     # flatten() leaves out null lists' values, so rows start at the running sum of lengths.
     flat = array.flatten()
-    values = flat.cast(pa.float64()).to_numpy(zero_copy_only=False) if len(flat) else numpy.zeros(0)
-    starts = numpy.concatenate([[0], numpy.cumsum(numpy.where(valid, lengths, 0))[:-1]]).astype(numpy.int64)
+    native = pa.types.is_float32(value_type) or pa.types.is_float64(value_type)
+    values = (flat if native else flat.cast(pa.float64())).to_numpy(zero_copy_only=False) if len(flat) else numpy.zeros(0)
     sized = valid & (lengths == width)
     rows = numpy.flatnonzero(sized)
-    block = values[starts[rows, None] + numpy.arange(width)] if rows.size and width else numpy.zeros((rows.size, width))
+    if rows.size == n and values.size == n * width:
+        block = values.reshape(n, width)
+    elif rows.size and width:
+        starts = numpy.concatenate([[0], numpy.cumsum(numpy.where(valid, lengths, 0))[:-1]]).astype(numpy.int64)
+        block = values[starts[rows, None] + numpy.arange(width)]
+    else:
+        block = numpy.zeros((rows.size, width))
     finite = numpy.isfinite(block)
     in_range = numpy.abs(numpy.where(finite, block, 0.0)) <= bound
     good = finite.all(axis=1) & in_range.all(axis=1)
-    matrix[rows[good]] = block[good]
+    if good.all() and rows.size == n:
+        matrix = block.astype(numpy.float32, copy=False)
+    else:
+        matrix[rows[good]] = block[good]
     for i in numpy.flatnonzero(~valid):
         problems[i] = f"no vector ('{VECTOR_COLUMN}' is null)"
     for i in numpy.flatnonzero(valid & ~sized):

@@ -39,8 +39,8 @@ LOCK_FILE = "_lock.json"
 # What each key of _run.json is, for the message that refuses a resume.
 RUN_KEYS = {
     "pipeline": "the pipeline folder", "pipeline_fingerprint": "the pipeline's files",
-    "files": "the input files (their names, sizes or modification times)", "text_col": "--text-col",
-    "id_col": "--id-col", "keep_cols": "--keep-cols", "input_format": "--input-format", "vectors": "--vectors",
+    "files": "the input files (their names, formats, sizes or modification times)", "text_col": "--text-col",
+    "id_col": "--id-col", "keep_cols": "--keep-cols", "vectors": "--vectors",
     "component": "--component", "shard_rows": "--shard-rows (the shard plan)",
 }
 _PART = re.compile(r"^part-(?P<key>.+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")

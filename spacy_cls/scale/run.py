@@ -75,7 +75,6 @@ def apply(
         "text_col": text_col,
         "id_col": id_col,
         "keep_cols": list(keep_cols),
-        "input_format": input_format,
         "vectors": vectors,
         "component": component,
         "shard_rows": shard_rows,
