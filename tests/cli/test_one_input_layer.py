@@ -214,3 +214,11 @@ def test_rank_uncertain_rejects_surrogates_nested_in_kept_fields(en_pipeline, tm
     assert [json.loads(line)["text"] for line in out.read_text(encoding="utf8").splitlines()] == ["good film"]
     rejected = [json.loads(line) for line in (tmp_path / "ranked_rejected.jsonl").read_text(encoding="utf8").splitlines()]
     assert [r["row"] for r in rejected] == [2, 3, 4] and all("lone surrogate" in r["reason"] for r in rejected)
+
+
+def test_classify_file_takes_the_text_column_and_format_options(en_pipeline, tmp_path):
+    path = tmp_path / "export.dat"
+    path.write_text('{"body": "good film", "text": "not this"}\n{"body": "bad food"}\n', encoding="utf8")
+    result = invoke("classify", en_pipeline, "--file", path, "--text-col", "body", "--input-format", "jsonl")
+    assert result.exit_code == 0, result.output
+    assert "] good film" in result.output and "] bad food" in result.output and "not this" not in result.output
