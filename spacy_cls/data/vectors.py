@@ -228,7 +228,7 @@ def _parquet_files(path: Union[str, Path]) -> List[Path]:
 def read_label_rows(path: Union[str, Path]) -> Tuple[List[str], List[dict]]:
     """(column names, rows as dicts) of a .jsonl, .csv, .tsv or .parquet labels file."""
     import pyarrow as pa
-    from pyarrow import csv, json as pa_json, parquet as pq
+    from pyarrow import csv, parquet as pq
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -236,7 +236,7 @@ def read_label_rows(path: Union[str, Path]) -> Tuple[List[str], List[dict]]:
         if suffix == ".parquet":
             table = pq.read_table(path)
         elif suffix in (".jsonl", ".json", ".ndjson"):
-            table = pa_json.read_json(path)
+            return _jsonl_rows(path)
         elif suffix in (".csv", ".tsv"):
             tsv = suffix == ".tsv"
             table = csv.read_csv(
@@ -249,6 +249,34 @@ def read_label_rows(path: Union[str, Path]) -> Tuple[List[str], List[dict]]:
     except (OSError, pa.ArrowException) as e:
         raise VectorCorpusError(f"Cannot read the labels file {path}: {e}") from e
     return table.column_names, table.to_pylist()
+
+
+# The key of a labels row that could not be read: its reason.
+UNREADABLE = "\0unreadable"
+
+
+def _jsonl_rows(path: Path) -> Tuple[List[str], List[dict]]:
+    """A JSONL labels file a line at a time: a line that is blank, not JSON or not an
+    object becomes a row holding only why (UNREADABLE), rejected with its number."""
+    rows: List[dict] = []
+    columns: Dict[str, None] = {}
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                line = raw.decode("utf8").strip()
+                record = json.loads(line) if line else None
+            except UnicodeDecodeError as e:
+                rows.append({UNREADABLE: f"not UTF-8 ({e.reason})"})
+                continue
+            except (ValueError, RecursionError) as e:
+                rows.append({UNREADABLE: f"not valid JSON ({e})"})
+                continue
+            if not isinstance(record, dict):
+                rows.append({UNREADABLE: "blank line" if not line else f"a JSON {type(record).__name__}, not an object"})
+                continue
+            columns.update(dict.fromkeys(record))
+            rows.append(record)
+    return list(columns), rows
 
 
 def _all_strings(path: Path, tsv: bool) -> Dict[str, object]:
@@ -389,6 +417,8 @@ class VectorCorpus:
             self._rows = kept
 
     def _parse(self, record: dict, vectors: Dict[str, numpy.ndarray], seen: set):
+        if UNREADABLE in record:
+            return record[UNREADABLE], None
         ident = _id_text(record.get(self.id_col))
         if ident is None:
             return f"no {self.id_col}", None

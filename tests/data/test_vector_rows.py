@@ -138,3 +138,15 @@ def test_a_nan_training_vector_is_named_instead_of_failing_the_loss(tiny_bert, t
     assert any("'poison'" in r.message and "NaN" in r.message for r in caplog.records)
     losses = nlp.update(examples, sgd=nlp.create_optimizer())
     assert math.isfinite(losses["cls_classifier"])
+
+
+def test_a_bad_line_of_the_labels_file_is_rejected_on_its_own(tmp_path, caplog):
+    write(tmp_path / "v.parquet", pa.array([list(v) for v in numpy.clip(GOOD, -2, 2)], pa.list_(pa.float32())))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"id": "d0", "label": "POS"}\n{oops\n\n[1]\n{"id": "d1", "label": "NEG"}\n', encoding="utf8")
+    corpus = vector_data.VectorCorpus(tmp_path / "v.parquet", labels)
+    with caplog.at_level(logging.WARNING, logger="spacy_cls"):
+        examples = list(corpus(spacy.blank("en")))
+    assert len(examples) == 2
+    assert [r.split(":")[0] for r in corpus.rejected] == ["row 2", "row 3", "row 4"]
+    assert "not valid JSON" in corpus.rejected[0] and "blank line" in corpus.rejected[1]
