@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from .common import ModelArg, TextsArg, FileOpt, BatchOpt, GpuOpt, CheckOpt, load_pipeline, read_texts
+from .common import BatchOpt, CheckOpt, FileOpt, GpuOpt, InputFormatOpt, ModelArg, TextColOpt, TextsArg, load_pipeline, read_texts
 
 
 def classify_command(
     model: ModelArg,
     texts: TextsArg = None,
     file: FileOpt = None,
+    text_col: TextColOpt = "text",
+    input_format: InputFormatOpt = None,
     batch_size: BatchOpt = 32,
     gpu_id: GpuOpt = -1,
     check: CheckOpt = True,
@@ -19,7 +21,7 @@ def classify_command(
     from ..pipeline.extensions import CLS_VECTOR
 
     nlp = load_pipeline(model, gpu_id, check)
-    for i, doc in enumerate(nlp.pipe(read_texts(texts, file), batch_size=batch_size), start=1):
+    for i, doc in enumerate(nlp.pipe(read_texts(texts, file, text_col=text_col, input_format=input_format), batch_size=batch_size), start=1):
         typer.echo(f"[{i}] {doc.text}")
         width = max((len(label) for label in doc.cats), default=0)
         for label, score in sorted(doc.cats.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -6,7 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ModelArg, DataArg, BatchOpt, GpuOpt, CheckOpt, require_matplotlib, load_pipeline, fail
+from .common import (
+    BatchOpt, CheckOpt, DataArg, GpuOpt, InputFormatOpt, LabelColOpt, ModelArg, TextColOpt, fail, load_pipeline,
+    read_labelled, require_matplotlib,
+)
 
 
 def plot_training_command(
@@ -33,6 +36,9 @@ def plot_confusion_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Image to write (.png, .svg, .pdf).")] = Path("confusion.png"),
     threshold: Annotated[Optional[float], typer.Option(help="Multi-label: score that counts as predicted; default: the component's threshold.")] = None,
     limit: Annotated[int, typer.Option(help="Use a seeded sample of at most this many docs; 0: all.", min=0)] = 0,
+    text_col: TextColOpt = "text",
+    label_col: LabelColOpt = "label",
+    input_format: InputFormatOpt = None,
     batch_size: BatchOpt = 32,
     gpu_id: GpuOpt = -1,
     check: CheckOpt = True,
@@ -40,16 +46,16 @@ def plot_confusion_command(
     """Confusion matrix (exclusive labels) or per-label TP/FP/FN counts (multi-label)."""
     require_matplotlib()
     from ..explain.plots import (
-        confusion, find_textcat, is_multilabel, label_counts, load_labelled_texts, plot_confusion,
-        plot_label_counts, predict_cats,
+        confusion, find_textcat, is_multilabel, label_counts, plot_confusion, plot_label_counts, predict_cats,
     )
 
     nlp = load_pipeline(model, gpu_id, check)
     try:
         _, pipe = find_textcat(nlp)
-        data_set = load_labelled_texts(data, nlp).subset(limit)
-    except (OSError, ValueError) as e:
+    except ValueError as e:
         fail(str(e))
+    data_set = read_labelled(data, nlp, list(pipe.labels), text_col=text_col, label_col=label_col,
+                             input_format=input_format).subset(limit)
     predicted = predict_cats(nlp, data_set.texts, batch_size)
     title = f"{model} on {data.name}"
     labels = list(pipe.labels)
@@ -70,17 +76,25 @@ def plot_vectors_command(
     data: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Image to write (.png, .svg, .pdf).")] = Path("cls_vectors.png"),
     limit: Annotated[int, typer.Option(help="Use a seeded sample of at most this many docs; 0: all.", min=0)] = 2000,
+    text_col: TextColOpt = "text",
+    label_col: LabelColOpt = "label",
+    input_format: InputFormatOpt = None,
     batch_size: BatchOpt = 32,
     gpu_id: GpuOpt = -1,
     check: CheckOpt = True,
 ) -> None:
     """Project the corpus's [CLS] vectors to 2-D with PCA, coloured by gold label."""
     require_matplotlib()
-    from ..explain.plots import cls_vectors, gold_label, load_labelled_texts, plot_projection, project
+    from ..explain.plots import cls_vectors, find_textcat, gold_label, plot_projection, project
 
     nlp = load_pipeline(model, gpu_id, check)
     try:
-        data_set = load_labelled_texts(data, nlp).subset(limit)
+        _, pipe = find_textcat(nlp)
+    except ValueError as e:
+        fail(str(e))
+    data_set = read_labelled(data, nlp, list(pipe.labels), text_col=text_col, label_col=label_col,
+                             input_format=input_format).subset(limit)
+    try:
         vectors = cls_vectors(nlp, data_set.texts, batch_size)
     except (OSError, ValueError) as e:
         fail(str(e))

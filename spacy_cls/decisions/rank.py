@@ -104,9 +104,10 @@ def rank_uncertain(
     *,
     fmt: str = "prodigy",
     batch_size: int = 64,
+    docs: Optional[List] = None,
 ) -> Tuple[List[Dict], str]:
-    """Classify `items` and return the `n` most uncertain as records, with the name of
-    the component read."""
+    """Classify `items` (or take `docs`, the items already classified) and return the
+    `n` most uncertain as records, with the name of the component read."""
     from .apply import decide_labels, scores_of_cats, settings_of
     from .uncertainty import uncertainty
 
@@ -117,7 +118,10 @@ def rank_uncertain(
     name = component_name or find_classifier(nlp)
     component = nlp.get_pipe(name)
     settings = settings_of(component)
-    docs = list(nlp.pipe((item.text for item in items), batch_size=batch_size))
+    if docs is None:
+        docs = list(nlp.pipe((item.text for item in items), batch_size=batch_size))
+    elif len(docs) != len(items):
+        raise ValueError(f"{len(docs)} docs for {len(items)} items.")
     # decided from this component's own scores (doc._.cls_labels holds the last classifier's)
     scores, _ = scores_of_cats([doc.cats for doc in docs], settings.labels)
     decided = decide_labels(scores, settings)

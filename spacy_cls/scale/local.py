@@ -11,7 +11,7 @@ from .predict import Predictor
 
 
 def run_local(shards: Sequence[inputs.Shard], out_dir: Path, predictor: Predictor, *, text_col: str,
-              id_col: Optional[str], progress: bool = True) -> int:
+              id_col: Optional[str], keep: Sequence[str] = (), progress: bool = True) -> int:
     """Classify and write every shard; returns the rows read."""
     from tqdm import tqdm
 
@@ -20,7 +20,7 @@ def run_local(shards: Sequence[inputs.Shard], out_dir: Path, predictor: Predicto
     done = 0
     with tqdm(total=total, unit="doc", disable=not progress, smoothing=0.1) as bar:
         for shard in shards:
-            rows = inputs.read_shard(shard, text_col, id_col)
+            rows = inputs.read_shard(shard, text_col, id_col, keep)
             parts = []
             for start in range(0, rows.num_rows, step):
                 parts.append(predictor.predict(rows.slice(start, step)))

@@ -13,7 +13,10 @@ not rows.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Type, Union
 
@@ -78,7 +81,7 @@ def normalised_dataset(data: Any, text_col: str, id_col: Optional[str], shard_ro
     return shards_dataset(inputs.plan_shards(files, shard_rows), text_col, id_col)
 
 
-def shards_dataset(shards: Sequence[inputs.Shard], text_col: str, id_col: Optional[str]):
+def shards_dataset(shards: Sequence[inputs.Shard], text_col: str, id_col: Optional[str], keep: Sequence[str] = ()):
     import ray.data
 
     items = [
@@ -88,15 +91,15 @@ def shards_dataset(shards: Sequence[inputs.Shard], text_col: str, id_col: Option
     ]
     return ray.data.from_items(items, override_num_blocks=max(len(items), 1)).map_batches(
         _read_shards, batch_size=1, batch_format="pyarrow", num_cpus=IO_CPUS,
-        fn_kwargs={"text_col": text_col, "id_col": id_col},
+        fn_kwargs={"text_col": text_col, "id_col": id_col, "keep": list(keep)},
     )
 
 
-def _read_shards(batch: pa.Table, text_col: str, id_col: Optional[str]) -> pa.Table:
+def _read_shards(batch: pa.Table, text_col: str, id_col: Optional[str], keep: Sequence[str] = ()) -> pa.Table:
     tables = []
     for item in batch.to_pylist():
         file = inputs.InputFile(Path(item["path"]), item["name"], item["format"], item["n_rows"])
-        tables.append(inputs.read_shard(inputs.Shard(file, item["start"], item["stop"]), text_col, id_col))
+        tables.append(inputs.read_shard(inputs.Shard(file, item["start"], item["stop"]), text_col, id_col, keep))
     return pa.concat_tables(tables) if tables else inputs.NORMALISED.empty_table()
 
 
@@ -171,35 +174,74 @@ def start_local_ray(**init_args: Any) -> None:
 
 def run_ray(shards: Sequence[inputs.Shard], out_dir: Path, pipeline_path: Union[str, Path], *, text_col: str,
             id_col: Optional[str], vectors: bool, batch_size: int, workers: int, gpus_per_worker: float,
-            address: Optional[str], component: Optional[str], shard_rows: int,
-            predictor_cls: Type[Predictor] = Predictor) -> int:
+            address: Optional[str], component: Optional[str], shard_rows: int, keep: Sequence[str] = (),
+            progress: bool = True, predictor_cls: Type[Predictor] = Predictor) -> int:
     """Classify `shards` on Ray and write their parts to `out_dir`; returns rows read.
-    Uses the Ray this process is connected to, else `address`, else a new local one."""
+    Uses the Ray this process is connected to, else `address`, else a new local one.
+    Shows one progress bar of rows written, in place of Ray Data's per-operator log."""
     import ray
+    from tqdm import tqdm
 
     started = False
     if not ray.is_initialized():
+        init_args = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address:
-            ray.init(address=address)
+            ray.init(address=address, **init_args)
         else:
-            start_local_ray()
+            start_local_ray(**init_args)
         started = True
+    total = sum(shard.n_rows for shard in shards)
+    done = 0
     try:
-        return sum(write_parts(shards, out_dir, pipeline_path, text_col=text_col, id_col=id_col, vectors=vectors,
-                               batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker,
-                               component=component, shard_rows=shard_rows, predictor_cls=predictor_cls))
+        with quiet_ray_data(), tqdm(total=total, unit="doc", disable=not progress, smoothing=0.1) as bar:
+            for n in write_parts(shards, out_dir, pipeline_path, text_col=text_col, id_col=id_col, keep=keep,
+                                 vectors=vectors, batch_size=batch_size, workers=workers,
+                                 gpus_per_worker=gpus_per_worker, component=component, shard_rows=shard_rows,
+                                 predictor_cls=predictor_cls):
+                done += n
+                bar.update(n)
+        return done
     finally:
         if started:
             ray.shutdown()
 
 
+@contextlib.contextmanager
+def quiet_ray_data():
+    """Ray Data without its progress bars and its INFO lines (the plan, each
+    operator's start and finish, the stats): the caller shows one bar instead."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    saved = {name: getattr(context, name) for name in _QUIET if hasattr(context, name)}
+    loggers = {name: logging.getLogger(name).level for name in ("ray", "ray.data")}
+    for name in saved:
+        setattr(context, name, False)
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # Advice about actor pools and blocks, meant for those who tune Ray Data.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
+            yield
+    finally:
+        for name, value in saved.items():
+            setattr(context, name, value)
+        for name, level in loggers.items():
+            logging.getLogger(name).setLevel(level)
+
+
+_QUIET = ("enable_progress_bars", "enable_operator_progress_bars", "verbose_stats_logs",
+          "enable_auto_log_stats", "print_on_execution_start")
+
+
 def write_parts(shards: Sequence[inputs.Shard], out_dir: Path, pipeline_path: Union[str, Path], *, text_col: str,
                 id_col: Optional[str], vectors: bool, batch_size: int, workers: int, gpus_per_worker: float,
-                component: Optional[str], shard_rows: int,
+                component: Optional[str], shard_rows: int, keep: Sequence[str] = (),
                 predictor_cls: Type[Predictor] = Predictor) -> Iterator[int]:
     """Run the read, classify and write stages on the connected Ray cluster, yielding
     the rows of each write batch as it finishes."""
-    rows = shards_dataset(shards, text_col, id_col)
+    rows = shards_dataset(shards, text_col, id_col, keep)
     classified = classify_dataset(rows, pipeline_path, vectors=vectors, workers=workers,
                                   gpus_per_worker=gpus_per_worker, batch_size=batch_size,
                                   component=component, predictor_cls=predictor_cls)

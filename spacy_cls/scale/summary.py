@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,6 +16,10 @@ import pyarrow.parquet as pq
 from . import output
 
 N_EXAMPLES = 10
+CUT_NOTE = "longer than the encoder reads: classified on the word pieces it reads"
+CUT_WARNING = ("{n:,} docs were longer than the encoder reads and were classified on the word pieces it "
+               "read (the component's long-text policy). To read more of each text, set long_text = "
+               "\"windows\" (and max_windows) in the model config.")
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Summary:
     rows_read: int = 0
     rows_written: int = 0
     rows_rejected: int = 0
+    rows_cut: int = 0
     labels: Dict[str, int] = field(default_factory=dict)
     duplicate_ids: int = 0
     duplicate_id_examples: List[str] = field(default_factory=list)
@@ -33,6 +38,7 @@ class Summary:
     engine: str = ""
     workers: int = 0
     parts: int = 0
+    encoder: Optional[Dict[str, Any]] = None  # with --vectors: which encoder made them
 
     def as_text(self) -> str:
         lines = [
@@ -43,6 +49,8 @@ class Summary:
             f"this run       {self.rows_this_run:>12,} rows in {self.seconds:.1f} s, "
             f"{self.docs_per_second:,.1f} docs/s ({self.engine}, {self.workers} worker{'s' * (self.workers != 1)})",
         ]
+        if self.rows_cut:
+            lines.append(f"rows cut       {self.rows_cut:>12,}  ({CUT_NOTE})")
         if self.rows_from_earlier_runs:
             lines.append(f"earlier runs   {self.rows_from_earlier_runs:>12,} rows (resumed)")
         if self.labels:
@@ -67,7 +75,10 @@ def summarise(out_dir: Path, *, rows_this_run: int, seconds: float, engine: str,
         summary.rows_read += counts["read"]
         summary.rows_written += counts["written"]
         summary.rows_rejected += counts["rejected"]
+        summary.rows_cut += counts.get("cut", 0)
         summary.parts += 1
+        if summary.encoder is None:
+            summary.encoder = output.part_encoder(path)
         names = pq.read_schema(path).names
         table = pq.read_table(path, columns=[c for c in ("id", "label", "labels") if c in names])
         ids.append(table.column("id").combine_chunks())
@@ -78,7 +89,7 @@ def summarise(out_dir: Path, *, rows_this_run: int, seconds: float, engine: str,
             labels.update(pc.list_flatten(table.column("labels")).to_pylist())
     rejected_lines = []
     for path in output.rejected_files(out_dir):
-        lines = path.read_text(encoding="utf8").splitlines()
+        lines = output.read_jsonl_lines(path)
         rejected_lines.extend(lines)
         ids.append(pa.array([json.loads(line)["id"] for line in lines], pa.string()))
     summary.labels = dict(labels)

@@ -80,7 +80,7 @@ def test_rank_uncertain_writes_the_least_sure_texts_first(en_pipeline, tmp_path)
     result = invoke("rank-uncertain", en_pipeline, source, "-n", "4", "--output", out)
     assert result.exit_code == 0, result.output
     assert "skipped line 3: blank line" in result.output
-    assert "skipped line 4: not JSON" in result.output
+    assert "skipped line 4: not valid JSON" in result.output
     assert "skipped line 5" in result.output
     rows = [json.loads(line) for line in out.read_text(encoding="utf8").splitlines()]
     assert len(rows) == 4

@@ -80,9 +80,9 @@ def test_folder_and_glob_name_files_relative_to_the_input_root(tmp_path):
     assert [r[inputs.ID] for r in rows_of(tmp_path)] == ["a/x.jsonl:1", "b/x.jsonl:1"]
 
 
-@pytest.mark.parametrize("name,message", [("missing.jsonl", "not a file"), ("data.txt", "unknown file type")])
+@pytest.mark.parametrize("name,message", [("missing.jsonl", "not a file"), ("data.xml", "unknown file type")])
 def test_unusable_input_is_refused(tmp_path, name, message):
-    if name == "data.txt":
+    if name == "data.xml":
         (tmp_path / name).write_text("x", encoding="utf8")
     with pytest.raises(inputs.InputError, match=message):
         inputs.find_input_files(tmp_path / name)
@@ -103,3 +103,20 @@ def test_file_that_changed_since_the_plan_is_refused(tmp_path):
     path.write_text('{"text": "a"}\n', encoding="utf8")
     with pytest.raises(inputs.InputError, match="changed"):
         inputs.read_shard(shard, "text", "id")
+
+
+@pytest.mark.parametrize("text_col", ["text", "body"])
+def test_read_rows_gives_every_line_of_a_text_file_whatever_the_text_column(tmp_path, text_col):
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"good film\n\n  bad food  \r\n\xff\n")
+    rows = list(inputs.read_rows(path, text_col=text_col, id_col=None, all_columns=True))
+    assert [(r.row, r.id, r.text) for r in rows] == [
+        (1, "t.txt:1", "good film"), (2, "t.txt:2", None), (3, "t.txt:3", "bad food"), (4, "t.txt:4", None)]
+    assert [r.problem for r in rows][1] == "blank line" and rows[3].problem.startswith("not UTF-8")
+
+
+def test_read_rows_keeps_a_jsonl_records_other_keys_per_row(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a", "x": 1}\n{"text": "b", "y": [2]}\n', encoding="utf8")
+    rows = list(inputs.read_rows(path, id_col=None, all_columns=True))
+    assert [r.values for r in rows] == [{"x": 1}, {"y": [2]}]

@@ -60,6 +60,7 @@ def embedded(tiny_bert, tmp_path_factory):
             f.write(json.dumps({"id": f"dev-{i}", "text": text}) + "\n")
     apply(folder / "pipeline", folder / "texts.jsonl", folder / "vectors", vectors=True, progress=False)
     return {
+        "pipeline": folder / "pipeline",
         "vectors": folder / "vectors",
         "train": write_labelled(folder / "train.jsonl", TRAIN, "train-"),
         "dev": write_labelled(folder / "dev.jsonl", DEV, "dev-"),
@@ -102,8 +103,8 @@ def frozen_component(nlp):
     return pipe
 
 
-def test_frozen_encoder_reads_the_vectors_instead_of_running(en_pipeline, embedded, monkeypatch):
-    nlp = spacy.load(en_pipeline)
+def test_frozen_encoder_reads_the_vectors_instead_of_running(embedded, monkeypatch):
+    nlp = spacy.load(embedded["pipeline"])
     frozen_component(nlp)
     corpus = vector_data.VectorCorpus(embedded["vectors"], embedded["train_no_text"])
     examples = list(corpus(nlp))
@@ -176,3 +177,73 @@ def test_training_from_vectors_scores_like_a_frozen_run_on_the_texts(tiny_bert, 
     out_a = from_texts.get_pipe("cls_classifier").model.get_ref("output_layer")
     out_b = from_vectors.get_pipe("cls_classifier").model.get_ref("output_layer")
     numpy.testing.assert_allclose(out_a.get_param("W"), out_b.get_param("W"), atol=1e-4)
+
+
+def test_vectors_record_the_encoder_that_made_them(embedded, en_pipeline):
+    import pyarrow.parquet as pq
+
+    from spacy_cls.data.fingerprint import METADATA_KEY, encoder_fingerprint
+    from spacy_cls.scale import load_summary
+
+    parts = sorted(embedded["vectors"].glob("part-*.parquet"))
+    records = [json.loads(pq.read_schema(p).metadata[METADATA_KEY]) for p in parts]
+    expected = encoder_fingerprint(spacy.load(embedded["pipeline"]))
+    assert all(r == expected for r in records)
+    assert load_summary(embedded["vectors"]).encoder == expected
+    assert expected["fingerprint"] != encoder_fingerprint(spacy.load(en_pipeline))["fingerprint"]
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_vectors(en_pipeline, embedded, tmp_path_factory):
+    """apply --vectors on the fine-tuned toy pipeline: the docs' wrong encoder."""
+    folder = tmp_path_factory.mktemp("fine_tuned")
+    apply(en_pipeline, embedded["vectors"].parent / "texts.jsonl", folder / "vectors", vectors=True, progress=False)
+    return folder / "vectors"
+
+
+def test_training_on_the_base_checkpoint_refuses_a_fine_tuned_pipelines_vectors(tiny_bert, embedded,
+                                                                                   fine_tuned_vectors):
+    vector_corpus = {"@readers": "spacy_cls.VectorCorpus.v1", "vectors": str(fine_tuned_vectors)}
+    with pytest.raises(vector_data.VectorCorpusError) as refused:
+        train_frozen(tiny_bert, {"train": {**vector_corpus, "labels_path": str(embedded["train"])},
+                                 "dev": {**vector_corpus, "labels_path": str(embedded["dev"])}})
+    message = str(refused.value)
+    assert "were made by the encoder" in message and "trains its head on the encoder" in message
+    weights = [part.split("weights ")[1][:12] for part in message.split("encoder ")[1:3]]
+    assert weights[0] != weights[1]
+
+
+def test_a_head_on_the_fine_tuned_encoder_accepts_its_own_vectors_only(en_pipeline, embedded, fine_tuned_vectors):
+    nlp = spacy.load(en_pipeline)
+    frozen_component(nlp)
+    assert len(list(vector_data.VectorCorpus(fine_tuned_vectors, embedded["train"])(nlp))) == len(TRAIN)
+    with pytest.raises(vector_data.VectorCorpusError, match="were made by the encoder"):
+        list(vector_data.VectorCorpus(embedded["vectors"], embedded["train"])(nlp))
+
+
+def test_one_folder_of_two_encoders_vectors_is_refused(embedded, fine_tuned_vectors, tmp_path):
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(next(embedded["vectors"].glob("part-*.parquet")), mixed / "a.parquet")
+    shutil.copy(next(fine_tuned_vectors.glob("part-*.parquet")), mixed / "b.parquet")
+    nlp = spacy.blank("en")
+    with pytest.raises(vector_data.VectorCorpusError, match="2 different encoders"):
+        list(vector_data.VectorCorpus(mixed, embedded["train"])(nlp))
+
+
+def test_parquet_from_other_tools_is_used_with_one_warning(embedded, tmp_path, caplog):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(embedded["vectors"])
+    other = tmp_path / "other"
+    other.mkdir()
+    pq.write_table(table.replace_schema_metadata(None), other / "vectors.parquet")
+    nlp = spacy.load(embedded["pipeline"])
+    frozen_component(nlp)
+    with caplog.at_level(logging.WARNING, logger="spacy_cls"):
+        for labels in (embedded["train"], embedded["dev"]):
+            assert list(vector_data.VectorCorpus(other, labels)(nlp))
+    warnings = [r.message for r in caplog.records if "do not say which encoder" in r.message]
+    assert len(warnings) == 1 and "encoder that runs at inference" in warnings[0]
