@@ -108,7 +108,7 @@ class ConversionReport:
         lines.append("dry run: nothing written" if self.dry_run else f"report: {self.report_path}")
         if self.train_command:
             if self.dev is None and self.holdout is None:
-                lines.append("DEV.spacy below: a dev corpus, e.g. converted with --dev, or held out with --holdout.")
+                lines.append("DEV.spacy: a dev corpus, e.g. converted with --dev, or held out with --holdout (in the commands below).")
             lines.append("check the data (spaCy's debug data):")
             lines.append(f"  {self.debug_command}")
             lines.append("evaluate a trained pipeline on the dev corpus:")
