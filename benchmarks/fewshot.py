@@ -172,7 +172,7 @@ def plan(tasks: Sequence[str], sizes: Sequence[int], seeds: Sequence[int], syste
 
 
 def log(message: str) -> None:
-    RUNS.mkdir(parents=True, exist_ok=True)
+    LOG.parent.mkdir(parents=True, exist_ok=True)
     line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
     with LOG.open("a", encoding="utf8") as file:
         file.write(line + "\n")
@@ -265,7 +265,8 @@ def ours_config(task: FewShotTask, system: System, files: DataFiles, n_rows: int
     return config
 
 
-def run_ours(run: Planned, files: DataFiles, threads: int) -> Dict:
+def train_ours(run: Planned, files: DataFiles, threads: int):
+    """(trained nlp, training seconds, n training rows, config) of one of our runs."""
     import torch
     from spacy.training.initialize import init_nlp
     from spacy.training.loop import train as train_loop
@@ -286,15 +287,25 @@ def run_ours(run: Planned, files: DataFiles, threads: int) -> Dict:
             nlp = init_nlp(config, use_gpu=-1)
             nlp, _ = train_loop(nlp, None, use_gpu=-1, stdout=stream, stderr=stream)
         train_seconds = time.perf_counter() - wall0
-    dev = read_jsonl(files.dev)
     component = nlp.get_pipe(task.accuracy_task.component)
     if sorted(component.labels) != sorted(task.labels):
         raise RuntimeError(f"The pipeline's labels {component.labels} are not the task's {task.labels}")
+    return nlp, train_seconds, n_rows, config
+
+
+def score_pipeline(nlp, task: FewShotTask, dev_path: Path) -> Dict[str, float]:
+    dev = read_jsonl(dev_path)
     docs = list(nlp.pipe(dev.texts, batch_size=64))
     probs = numpy.array([[doc.cats[label] for label in task.labels] for doc in docs], dtype="float32")
-    return {"scores": score(task, probs, dev.labels), "train_seconds": train_seconds, "train_rows": n_rows,
-            "config_initialize": config["initialize"]["components"][task.accuracy_task.component],
-            "steps": config["training"]["max_steps"] + 1 if not system.zero_shot else 0}
+    return score(task, probs, dev.labels)
+
+
+def run_ours(run: Planned, files: DataFiles, threads: int) -> Dict:
+    nlp, train_seconds, n_rows, config = train_ours(run, files, threads)
+    return {"scores": score_pipeline(nlp, run.task, files.dev), "train_seconds": train_seconds,
+            "train_rows": n_rows,
+            "config_initialize": config["initialize"]["components"][run.task.accuracy_task.component],
+            "steps": config["training"]["max_steps"] + 1 if not run.system.zero_shot else 0}
 
 
 # ---------------------------------------------------------------------------

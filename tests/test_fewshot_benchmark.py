@@ -316,3 +316,117 @@ def test_a_target_is_met_only_when_every_cell_is_measured():
     one_worse += [_record("ours-contrastive", "tnews", 64, seed, 40 + seed) for seed in range(5)]
     lines = "\n".join(fewshot.targets(fewshot.cells(one_worse)))
     assert "**missed** (16 of 16" in lines and "worse at TNEWS N=64" in lines
+
+
+# ---------------------------------------------------------------------------
+# Active learning
+
+
+import active_learning  # noqa: E402
+
+
+@pytest.fixture
+def al_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setattr(active_learning, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(active_learning, "WORK", tmp_path / "work")
+    monkeypatch.setattr(fewshot_data, "SAMPLES", tmp_path / "data")
+    monkeypatch.setattr(active_learning, "train_file",
+                        lambda task, n, seed, pool: fewshot_data.train_file(task, n, seed, tmp_path / "data", pool))
+    return tmp_path
+
+
+@pytest.mark.parametrize("task_key", ["sst2", "trec", "tnews"])
+def test_the_pool_holds_back_labels_and_excludes_the_start(al_sandbox, task_key):
+    task = fewshot_data.TASKS[task_key]
+    source = _pool({label: 60 for label in task.labels}, seed=4)
+    loop = active_learning.Loop(task, 2, "plain", 100, 0)
+    start, pool = active_learning.start_and_pool(loop, source, root=al_sandbox / "work")
+    assert Counter(start.values()) == {label: 8 for label in task.labels}
+    assert len(pool.ids) == 100 and not set(pool.ids) & set(start)
+    lines = [json.loads(line) for line in pool.unlabelled.read_text("utf8").splitlines()]
+    assert [row["id"] for row in lines] == pool.ids
+    assert all(set(row) == {"text", "id"} for row in lines)  # no label in what the classifier ranks
+    assert all(pool.gold[row["id"]] == source.labels[int(row["id"][1:])] for row in lines)
+    again_start, again = active_learning.start_and_pool(loop, source, root=al_sandbox / "work")
+    assert (again_start, again.ids) == (start, pool.ids)
+    other = active_learning.Loop(task, 3, "plain", 100, 0)
+    assert active_learning.start_and_pool(other, source, root=al_sandbox / "work")[1].ids != pool.ids
+
+
+def test_a_pool_larger_than_the_rows_left_is_an_error(al_sandbox):
+    task = fewshot_data.TASKS["sst2"]
+    loop = active_learning.Loop(task, 0, "plain", 500, 0)
+    with pytest.raises(ValueError, match="84 rows left.*--pool-size 500"):
+        active_learning.start_and_pool(loop, _pool({"negative": 50, "positive": 50}), root=al_sandbox)
+
+
+def test_random_picks_are_fixed_by_seed_and_round():
+    candidates = [f"p{i}" for i in range(300)]
+    a = active_learning.pick_random(candidates, 16, 0, 1)
+    assert a == active_learning.pick_random(candidates, 16, 0, 1) and len(set(a)) == 16
+    assert set(a) <= set(candidates)
+    assert a != active_learning.pick_random(candidates, 16, 0, 2) != active_learning.pick_random(candidates, 16, 1, 1)
+    assert sorted(active_learning.pick_random(candidates[:5], 16, 0, 1)) == sorted(candidates[:5])
+
+
+def test_each_round_adds_the_picks_revealed_before_it(al_sandbox):
+    task = fewshot_data.TASKS["sst2"]
+    loop = active_learning.Loop(task, 0, "plain", 100, 0)
+    start, pool = active_learning.start_and_pool(loop, _pool({"negative": 80, "positive": 80}), root=al_sandbox)
+    runs = active_learning.RUNS
+    runs.mkdir()
+    picks = {0: pool.ids[:16], 1: pool.ids[16:32]}
+    (runs / f"{loop.key('random', 0)}.json").write_text(json.dumps({"picks": {"random": picks[0], "uncertainty": []}}))
+    (runs / f"{loop.key('random', 1)}.json").write_text(json.dumps({"picks": {"random": picks[1]}}))
+    labelled = active_learning.labelled_at(loop, "random", 2, start, pool)
+    assert set(labelled) == set(start) | set(picks[0]) | set(picks[1])
+    assert all(labelled[i] == pool.gold[i] for i in picks[0] + picks[1])
+    with pytest.raises(RuntimeError, match="round 2"):
+        active_learning.labelled_at(loop, "random", 3, start, pool)
+    (runs / f"{loop.key('random', 1)}.json").write_text(json.dumps({"picks": {"random": picks[0]}}))
+    with pytest.raises(RuntimeError, match="already revealed"):
+        active_learning.labelled_at(loop, "random", 2, start, pool)
+    # round 0 is one record, shared by both strategies
+    assert loop.key("random", 0) == loop.key("uncertainty", 0) != loop.key("random", 1)
+    assert loop.key("random", 1) != active_learning.Loop(task, 0, "plain", 200, 0).key("random", 1)
+
+
+def test_uncertainty_picks_are_the_most_uncertain_candidates(en_pipeline, tmp_path):
+    import spacy
+
+    from spacy_cls.pipeline.attrs import CLS_UNCERTAINTY
+
+    nlp = spacy.load(en_pipeline)
+    texts = [f"{a} {b} movie" for a in ("good", "bad", "fine", "awful", "great", "boring") for b in ("very", "not",
+                                                                                                   "so", "too")]
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "id": f"p{i}"}) + "\n" for i, t in enumerate(texts)))
+    pool = active_learning.Pool([f"p{i}" for i in range(len(texts))], dict(zip([f"p{i}" for i in range(len(texts))],
+                                                                               texts)), {}, path)
+    candidates = pool.ids[4:]
+    chosen, skipped = active_learning.pick_uncertain(nlp, pool, candidates, 5)
+    values = {f"p{i}": doc._.get(CLS_UNCERTAINTY) for i, doc in enumerate(nlp.pipe(texts))}
+    expected = sorted(candidates, key=lambda i: -values[i])[:5]
+    assert skipped == [] and set(chosen) <= set(candidates)
+    assert [values[i] for i in chosen] == pytest.approx([values[i] for i in expected])
+
+
+def test_curves_and_the_verdict_say_when_uncertainty_does_not_beat_random():
+    task = fewshot_data.TASKS["sst2"]
+    records = []
+    for seed in range(3):
+        settings = active_learning.Loop(task, seed, "plain", 2000, 0).settings()
+        records.append({"key": f"start-x-{seed}", "task": "sst2", "seed": seed, "round": 0, "labels": 16,
+                        "settings": settings, "scores": {"accuracy": 60.0 + seed}})
+        for strategy, accuracy in (("uncertainty", 64.0), ("random", 70.0)):
+            records.append({"key": f"{strategy}-x-{seed}", "task": "sst2", "seed": seed, "round": 1, "labels": 32,
+                            "settings": settings, "scores": {"accuracy": accuracy + seed * 0.1}})
+    found = active_learning.curves(records, "plain", 2000, 0)
+    assert found[("sst2", "uncertainty")][16] == found[("sst2", "random")][16] == [60.0, 61.0, 62.0]
+    text = active_learning.verdict(found[("sst2", "uncertainty")], found[("sst2", "random")])
+    assert text.startswith("uncertainty sampling does not beat random: it is worse") and "worse at 32 labels" in text
+    assert active_learning.curves(records, "plain", 1000, 0) == {}
+    one_seed = {16: [60.0], 32: [64.0]}
+    assert "too few seeds" in active_learning.verdict(one_seed, {16: [60.0], 32: [70.0]})
+    tie = active_learning.verdict({16: [60.0, 62.0], 32: [65.0, 69.0]}, {16: [60.0, 62.0], 32: [66.0, 68.0]})
+    assert "they tie" in tie
