@@ -49,7 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy  # noqa: E402
 
 from _common import ROOT, RESULTS, lock_holder_alive, machine, markdown_table, model_folder  # noqa: E402
-from fewshot_data import SEEDS, SIZES, TASKS, DataFiles, FewShotTask, data_files, read_jsonl, read_pool  # noqa: E402
+from fewshot_data import SEEDS, SIZES, TASKS, DataFiles, FewShotTask, data_files, pool_and_accounting, read_jsonl  # noqa: E402
 
 RUNS = RESULTS / "fewshot_runs"
 LOG = RUNS / "fewshot.log"
@@ -378,14 +378,15 @@ def run_one(run: Planned, dev_limit: int, threads: int, pools: Dict) -> Optional
     if out.exists():
         return None
     if run.n and run.task.key not in pools:
-        pools[run.task.key] = read_pool(run.task)
-    files = data_files(run.task, run.n, run.seed, dev_limit, pool=pools.get(run.task.key))
+        pools[run.task.key] = pool_and_accounting(run.task)
+    pool, accounting = pools.get(run.task.key, (None, None))
+    files = data_files(run.task, run.n, run.seed, dev_limit, pool=pool)
     log(f"start {run.key}")
     wall0 = time.perf_counter()
     found = RUNNERS[run.system.runner](run, files, threads)
     record = {
         "key": run.key, "system": run.system.key, "system_title": run.system.title, "task": run.task.key,
-        "n": run.n, "seed": run.seed, "settings": run.settings, "files": files.hashes(),
+        "n": run.n, "seed": run.seed, "settings": run.settings, "files": files.hashes(), "pool": accounting,
         **found, "dev_rows": len(read_jsonl(files.dev)), "threads": threads,
         "total_seconds": time.perf_counter() - wall0,
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -532,7 +533,11 @@ def report_tables(records: Sequence[Dict], dev_limit: int = 0) -> Tuple[str, Dic
         header = ["system", *[("zero-shot" if n == 0 else f"N={n}") for n in sizes]]
         rows = [[SYSTEMS[s].title, *[acc[(task_key, s, n)].shown() if (task_key, s, n) in acc else "-"
                                       for n in sizes]] for s in systems]
-        parts += [f"## {task.title}: accuracy (%), mean ± sd over seeds", "", f"Dev: {task.dev_note}.", "",
+        pool = next((r["pool"] for r in records if r["task"] == task_key and r.get("pool")), None)
+        pool_note = "" if not pool else (
+            f" Pool: {pool['kept']:,} of the {pool['read']:,} training rows read ({pool['short']:,} under "
+            f"{task.min_words} words, {pool['in_dev']:,} also in dev, {pool['duplicate']:,} second copies dropped).")
+        parts += [f"## {task.title}: accuracy (%), mean ± sd over seeds", "", f"Dev: {task.dev_note}.{pool_note}", "",
                   markdown_table(header, rows), ""]
         if task.macro_f1:
             rows = [[SYSTEMS[s].title, *[f1[(task_key, s, n)].shown(100) if (task_key, s, n) in f1 else "-"

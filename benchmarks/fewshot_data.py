@@ -155,19 +155,42 @@ def stratified_subset(labels: Sequence[str], n: int) -> List[int]:
 
 
 def read_pool(task: FewShotTask) -> Split:
-    """The rows samples are drawn from (see the module's docstring)."""
+    """The rows samples are drawn from (see the module's docstring); `pool_accounting`
+    says how many training rows each rule dropped."""
+    return pool_and_accounting(task)[0]
+
+
+def pool_accounting(task: FewShotTask) -> Dict[str, int]:
+    return pool_and_accounting(task)[1]
+
+
+def pool_and_accounting(task: FewShotTask) -> Tuple[Split, Dict[str, int]]:
     pool = _read(task, "train")
-    dev_texts = set(_read(task, "dev").texts)
+    dev_texts = {text.strip() for text in _read(task, "dev").texts}
+    kept, counts = filter_pool(pool, dev_texts, task.min_words)
+    return kept, counts
+
+
+def filter_pool(pool: Split, dev_texts: set, min_words: int) -> Tuple[Split, Dict[str, int]]:
+    """Drop rows under `min_words` words, rows whose text is a dev text, and second copies
+    of a text; every row read is kept or counted under the reason it was dropped."""
+    counts = {"read": len(pool), "short": 0, "in_dev": 0, "duplicate": 0, "kept": 0}
     seen = set()
     texts, labels = [], []
     for text, label in zip(pool.texts, pool.labels):
         key = text.strip()
-        if key in seen or key in dev_texts or len(text.split()) < task.min_words:
-            continue
-        seen.add(key)
-        texts.append(text)
-        labels.append(label)
-    return Split(texts, labels)
+        if len(text.split()) < min_words:
+            counts["short"] += 1
+        elif key in dev_texts:
+            counts["in_dev"] += 1
+        elif key in seen:
+            counts["duplicate"] += 1
+        else:
+            seen.add(key)
+            texts.append(text)
+            labels.append(label)
+            counts["kept"] += 1
+    return Split(texts, labels), counts
 
 
 def sample_indexes(pool_labels: Sequence[str], labels: Sequence[str], n: int, seed: int) -> List[int]:

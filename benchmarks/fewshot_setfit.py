@@ -12,6 +12,7 @@ order), the training time and the versions; fewshot.py scores them with the same
 function as every other system.
 """
 import hashlib
+import inspect
 import json
 import sys
 import time
@@ -55,8 +56,15 @@ def main(spec_path):
     dev_texts, _ = read_jsonl(spec["dev"])
 
     wall0 = time.perf_counter()
-    body = SentenceTransformer(spec["model"], device="cpu", tokenizer_kwargs=dict(spec["tokenizer_kwargs"]))
+    # m3e-small's tokenizer needs do_lower_case for English words (the name of the argument
+    # changed in sentence-transformers 6)
+    kwargs_name = ("processor_kwargs" if "processor_kwargs" in inspect.signature(SentenceTransformer).parameters
+                   else "tokenizer_kwargs")
+    body = SentenceTransformer(spec["model"], device="cpu", **{kwargs_name: dict(spec["tokenizer_kwargs"])})
     body.max_seq_length = int(spec["max_length"])
+    lower_cases = body.tokenizer.tokenize("Hello WORLD") == body.tokenizer.tokenize("hello world")
+    if spec["tokenizer_kwargs"].get("do_lower_case") and not lower_cases:
+        raise SystemExit(f"The tokenizer of {spec['model']} does not lower-case although do_lower_case is set")
     model = SetFitModel(model_body=body, model_head=LogisticRegression())
     args = TrainingArguments(
         batch_size=int(spec["batch_size"]), num_epochs=int(spec["num_epochs"]),
@@ -76,7 +84,7 @@ def main(spec_path):
         "train_seconds": train_seconds,
         "train_rows": len(train),
         "dev_texts_sha": hashlib.sha256("\n".join(dev_texts).encode()).hexdigest()[:16],
-        "lower_cases": body.tokenizer.tokenize("ABC") == body.tokenizer.tokenize("abc"),
+        "lower_cases": lower_cases,
         "versions": {name: version(name) for name in ("setfit", "sentence-transformers", "transformers", "torch")},
     }
     Path(spec["output"]).write_text(json.dumps(out), encoding="utf8")

@@ -179,7 +179,7 @@ def sandbox(tmp_path, monkeypatch):
         return fewshot_data.DataFiles(task, train, dev)
 
     monkeypatch.setattr(fewshot, "data_files", files)
-    monkeypatch.setattr(fewshot, "read_pool", lambda task: None)
+    monkeypatch.setattr(fewshot, "pool_and_accounting", lambda task: (None, {"read": 1}))
     calls = []
     monkeypatch.setattr(fewshot, "RUNNERS", {"ours": _fake_runner(calls), "setfit": _fake_runner(calls)})
     return calls, runs
@@ -430,3 +430,11 @@ def test_curves_and_the_verdict_say_when_uncertainty_does_not_beat_random():
     assert "too few seeds" in active_learning.verdict(one_seed, {16: [60.0], 32: [70.0]})
     tie = active_learning.verdict({16: [60.0, 62.0], 32: [65.0, 69.0]}, {16: [60.0, 62.0], 32: [66.0, 68.0]})
     assert "they tie" in tie
+
+
+def test_the_pool_accounts_for_every_row_read():
+    pool = Split(["a b c", "a b c", "in dev here", "short", "x y z w", " a b c "], ["p", "n", "p", "p", "n", "p"])
+    kept, counts = fewshot_data.filter_pool(pool, {"in dev here"}, min_words=2)
+    assert kept.texts == ["a b c", "x y z w"] and kept.labels == ["p", "n"]
+    assert counts == {"read": 6, "short": 1, "in_dev": 1, "duplicate": 2, "kept": 2}
+    assert counts["read"] == sum(v for k, v in counts.items() if k != "read")
