@@ -14,7 +14,10 @@ Systems (SYSTEMS below holds each one's settings):
   `nlp.initialize`, then `spacy train` stops at once (max_steps 1, learn rate 0);
 - ours-contrastive-ft: the same, then a short fine-tuning run;
 - setfit: SetFit (its own environment, benchmarks/setup_setfit_venv.sh), same pairs per
-  example, epochs, batch size and learn rate as our contrastive stage.
+  example, epochs, batch size and learn rate as our contrastive stage;
+- reference rows, no encoder training: cosine (the checkpoint's mean vectors against the
+  descriptions' in the templates) and frozen-lr (logistic regression on the frozen mean
+  vectors of the N examples per class).
 Every system uses the task's checkpoint (MiniLM-L6 for en, m3e-small for zh) with mean
 pooling and the task's maximum length, and reads the same files: fewshot_data.py writes
 the dev set and the N examples per class of each seed once, and each result records the
@@ -89,8 +92,10 @@ class System:
                        "checkpoint": task.model_name}
         if self.descriptions or self.zero_shot:
             found.update(descriptions=task.descriptions, templates=list(task.templates))
-            if self.runner == "ours":
+            if self.runner in ("ours", "reference"):
                 found["temperature"] = TEMPERATURE
+        if self.runner == "reference" and not self.zero_shot:
+            found["head"] = "LogisticRegression"
         if self.runner == "setfit":
             found.update(CONTRASTIVE, head="LogisticRegression")
             if self.zero_shot:
@@ -115,6 +120,10 @@ SYSTEMS: Dict[str, System] = {s.key: s for s in (
     System("ours-contrastive-ft", "ours, descriptions + contrastive + short fine-tuning", "ours",
            descriptions=True, contrastive=True, fine_tune="short"),
     System("setfit", "SetFit", "setfit"),
+    # reference rows: no training of the encoder
+    System("cosine", "reference: bare cosine to the descriptions (mean pooling)", "reference",
+           zero_shot=True, descriptions=True),
+    System("frozen-lr", "reference: logistic regression on frozen mean vectors", "reference"),
 )}
 OURS_FEW_SHOT = ("ours-contrastive", "ours-contrastive-ft")
 
@@ -160,7 +169,7 @@ def plan(tasks: Sequence[str], sizes: Sequence[int], seeds: Sequence[int], syste
             system = SYSTEMS[system_key]
             settings = system.settings(task, dev_limit)
             if system.zero_shot:
-                cells = [(0, seed) for seed in (seeds[:1] if system.runner == "ours" else seeds)]
+                cells = [(0, seed) for seed in (seeds[:1] if system.runner != "setfit" else seeds)]
             else:
                 cells = [(n, seed) for n in sizes for seed in seeds]
             for n, seed in cells:
@@ -367,10 +376,78 @@ def run_setfit(run: Planned, files: DataFiles, threads: int) -> Dict:
 
 
 # ---------------------------------------------------------------------------
+# Reference rows: the checkpoint's frozen mean vectors, no spacy_cls component
+
+
+def mean_vectors(task: FewShotTask, texts: Sequence[str], threads: int) -> numpy.ndarray:
+    """Mean-pooled last-layer vectors of `texts` (the task's checkpoint and maximum length),
+    L2-normalised."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    folder = model_folder(task.lang)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **task.tokenizer_config)
+    model = AutoModel.from_pretrained(folder).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), 64):
+            batch = tokenizer(list(texts[start:start + 64]), padding=True, truncation=True,
+                              max_length=task.max_length, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+    return numpy.concatenate(out) if out else numpy.zeros((0, 0), dtype="float32")
+
+
+def cached_vectors(task: FewShotTask, path: Path, threads: int) -> numpy.ndarray:
+    """The mean vectors of a data file's texts, kept beside the scratch files by the file's hash."""
+    from fewshot_data import file_hash
+
+    cache = WORK / "vectors" / f"{path.stem}-{file_hash(path)}.npy"
+    if cache.exists():
+        return numpy.load(cache)
+    vectors = mean_vectors(task, read_jsonl(path).texts, threads)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    numpy.save(cache, vectors)
+    return vectors
+
+
+def run_reference(run: Planned, files: DataFiles, threads: int) -> Dict:
+    task = run.task
+    dev = read_jsonl(files.dev)
+    dev_vectors = cached_vectors(task, files.dev, threads)
+    wall0 = time.perf_counter()
+    if run.system.zero_shot:
+        described = [template.format(task.descriptions[label]) for label in task.labels
+                     for template in task.templates]
+        centres = mean_vectors(task, described, threads).reshape(len(task.labels), len(task.templates), -1).mean(1)
+        centres /= numpy.linalg.norm(centres, axis=1, keepdims=True)
+        logits = dev_vectors @ centres.T / TEMPERATURE
+        n_rows = 0
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        train = read_jsonl(files.train)
+        vectors = mean_vectors(task, train.texts, threads)
+        head = LogisticRegression(max_iter=1000, random_state=run.seed)
+        head.fit(vectors, [task.labels.index(label) for label in train.labels])
+        logits = numpy.full((len(dev.texts), len(task.labels)), -numpy.inf)
+        logits[:, head.classes_] = head.predict_log_proba(dev_vectors)
+        n_rows = len(train.texts)
+    seconds = time.perf_counter() - wall0
+    probs = numpy.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return {"scores": score(task, probs, dev.labels), "train_seconds": seconds, "train_rows": n_rows}
+
+
+# ---------------------------------------------------------------------------
 # The driver
 
 
-RUNNERS: Dict[str, Callable[[Planned, DataFiles, int], Dict]] = {"ours": run_ours, "setfit": run_setfit}
+RUNNERS: Dict[str, Callable[[Planned, DataFiles, int], Dict]] = {
+    "ours": run_ours, "setfit": run_setfit, "reference": run_reference}
 
 
 def run_one(run: Planned, dev_limit: int, threads: int, pools: Dict) -> Optional[Path]:

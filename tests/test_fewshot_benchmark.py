@@ -132,7 +132,7 @@ def test_the_plan_runs_each_cell_once():
     keys = [run.key for run in runs]
     assert len(keys) == len(set(keys))
     count = Counter((run.system.key, run.task.key) for run in runs)
-    assert count[("ours-zeroshot", "sst2")] == 1  # deterministic: once
+    assert count[("ours-zeroshot", "sst2")] == count[("cosine", "tnews")] == 1  # deterministic: once
     assert count[("setfit-zeroshot", "sst2")] == 3  # one a seed
     assert count[("setfit", "tnews")] == count[("plain", "tnews")] == 6
     assert all(run.n == 0 for run in runs if run.system.zero_shot)
@@ -181,7 +181,8 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(fewshot, "data_files", files)
     monkeypatch.setattr(fewshot, "pool_and_accounting", lambda task: (None, {"read": 1}))
     calls = []
-    monkeypatch.setattr(fewshot, "RUNNERS", {"ours": _fake_runner(calls), "setfit": _fake_runner(calls)})
+    monkeypatch.setattr(fewshot, "RUNNERS", {"ours": _fake_runner(calls), "setfit": _fake_runner(calls),
+                                             "reference": _fake_runner(calls)})
     return calls, runs
 
 
