@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import fail
+from .common import CheckOpt, fail
 
 
 def apply_command(
@@ -24,6 +24,7 @@ def apply_command(
     shard_rows: Annotated[int, typer.Option(help="Rows per part file at most: the unit that a restarted run skips.", min=1)] = 10_000,
     component: Annotated[Optional[str], typer.Option(help="The classifier to read, when the pipeline has several.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over instead of finishing the run in OUTPUT_DIR.")] = False,
+    check: CheckOpt = True,
 ) -> None:
     """Classify every row of INPUT with PIPELINE into Parquet parts in OUTPUT_DIR.
 
@@ -39,6 +40,10 @@ def apply_command(
             import ray.data  # noqa: F401
         except ImportError:
             fail("--engine ray needs Ray Data: pip install 'spacy-cls[ray]'.")
+    if not check:  # the local engine and Ray workers started here load with the setting
+        from ..models.safe_load import disable_checks_for_this_process
+
+        disable_checks_for_this_process()
     try:
         summary = apply(
             pipeline, input, output_dir, text_col=text_col, id_col=id_col or None, vectors=vectors,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import ModelArg, TextsArg, FileOpt, BatchOpt, GpuOpt, load_pipeline, read_texts
+from .common import ModelArg, TextsArg, FileOpt, BatchOpt, GpuOpt, CheckOpt, load_pipeline, read_texts
 
 
 def classify_command(
@@ -13,11 +13,12 @@ def classify_command(
     file: FileOpt = None,
     batch_size: BatchOpt = 32,
     gpu_id: GpuOpt = -1,
+    check: CheckOpt = True,
 ) -> None:
     """Print each text's cats (highest first) and the shape of its [CLS] vector."""
     from ..pipeline.extensions import CLS_VECTOR
 
-    nlp = load_pipeline(model, gpu_id)
+    nlp = load_pipeline(model, gpu_id, check)
     for i, doc in enumerate(nlp.pipe(read_texts(texts, file), batch_size=batch_size), start=1):
         typer.echo(f"[{i}] {doc.text}")
         width = max((len(label) for label in doc.cats), default=0)

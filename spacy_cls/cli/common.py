@@ -12,6 +12,10 @@ FileOpt = Annotated[Optional[Path], typer.Option("--file", "-f", help="UTF-8 fil
 DataArg = Annotated[Path, typer.Argument(help="Labelled data: a .spacy DocBin, or a .jsonl file with {\"text\", \"label\"} lines.")]
 BatchOpt = Annotated[int, typer.Option(help="Docs per batch.", min=1)]
 GpuOpt = Annotated[int, typer.Option("--gpu-id", "-g", help="GPU to run on; -1: CPU.")]
+CheckOpt = Annotated[bool, typer.Option(
+    "--check/--no-check",
+    help="Check the whole pipeline folder before loading it (links leaving it, code, sizes); "
+         "--no-check only for pipelines you trust.")]
 
 def require_matplotlib() -> None:
     try:
@@ -20,15 +24,19 @@ def require_matplotlib() -> None:
         fail("The plot commands need matplotlib: pip install 'spacy-cls[plots]' (or pip install matplotlib).")
 
 
-def load_pipeline(model: str, gpu_id: int):
+def load_pipeline(model: str, gpu_id: int, check: bool = True):
+    """The pipeline, loaded through `load_checked` (the folder checked first) unless
+    `check` is false, which also turns the components' folder checks off."""
     import spacy
 
-    import spacy_cls  # noqa: F401  (factories and extensions)
+    from ..models.safe_load import disable_checks_for_this_process, load_checked
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
+    if not check:
+        disable_checks_for_this_process()
     try:
-        return spacy.load(model)
+        return load_checked(model, check=check)
     except (OSError, ValueError) as e:
         fail(f"Could not load the pipeline '{model}': {e}")
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ModelArg, TextsArg, FileOpt, BatchOpt, GpuOpt, load_pipeline, read_texts, fail
+from .common import ModelArg, TextsArg, FileOpt, BatchOpt, GpuOpt, CheckOpt, load_pipeline, read_texts, fail
 
 
 def explain_command(
@@ -17,16 +17,20 @@ def explain_command(
     component: Annotated[Optional[str], typer.Option(help="Name of the cls_classifier component; default: the first.")] = None,
     batch_size: BatchOpt = 32,
     gpu_id: GpuOpt = -1,
+    check: CheckOpt = True,
 ) -> None:
     """Write an HTML page: predicted cats, tokens shaded by [CLS] attention."""
     from ..explain.attention import cls_attention, find_component, top_tokens
     from ..explain.html import render_html
+    from ..layers.onnx_encoder import is_onnx_encoder, refuse_attention
 
-    nlp = load_pipeline(model, gpu_id)
+    nlp = load_pipeline(model, gpu_id, check)
     try:
         pipe = find_component(nlp, component)
     except (KeyError, ValueError) as e:
         fail(str(e))
+    if is_onnx_encoder(pipe.encoder):
+        fail(str(refuse_attention(pipe.name, nlp.meta)))
     docs = list(nlp.pipe(read_texts(texts, file), batch_size=batch_size))
     cls_attention(pipe, docs, batch_size=batch_size)
     threshold = pipe.cfg.get("threshold") if pipe.model.attrs.get("multi_label") else None

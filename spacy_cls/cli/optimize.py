@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import fail
+from .common import CheckOpt, fail
 
 
 def optimize_command(
@@ -15,6 +15,7 @@ def optimize_command(
     int8: Annotated[bool, typer.Option("--int8", help="Quantise the encoder's weights to int8 (ONNX Runtime's dynamic quantisation).")] = False,
     component: Annotated[Optional[str], typer.Option("--component", "-c", help="The component to optimize; default: every cls_classifier component with its own encoder.")] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads saved in the config; 0: as many as torch uses.", min=0)] = 0,
+    check: CheckOpt = True,
 ) -> None:
     """Export the trained encoder to ONNX Runtime for CPU inference. The copy loads with
     spacy.load and gives the same doc.cats and doc._.cls_vector; it cannot be trained
@@ -30,7 +31,7 @@ def optimize_command(
     if not pipeline.exists():
         fail(f"No pipeline at {pipeline}.")
     try:
-        done = optimize_to_disk(pipeline, output, int8=int8, component=component, threads=threads)
+        done = optimize_to_disk(pipeline, output, int8=int8, component=component, threads=threads, check=check)
     except (OSError, ValueError) as e:
         fail(str(e))
     for item in done:

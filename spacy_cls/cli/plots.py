@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ModelArg, DataArg, BatchOpt, GpuOpt, require_matplotlib, load_pipeline, fail
+from .common import ModelArg, DataArg, BatchOpt, GpuOpt, CheckOpt, require_matplotlib, load_pipeline, fail
 
 
 def plot_training_command(
@@ -35,6 +35,7 @@ def plot_confusion_command(
     limit: Annotated[int, typer.Option(help="Use a seeded sample of at most this many docs; 0: all.", min=0)] = 0,
     batch_size: BatchOpt = 32,
     gpu_id: GpuOpt = -1,
+    check: CheckOpt = True,
 ) -> None:
     """Confusion matrix (exclusive labels) or per-label TP/FP/FN counts (multi-label)."""
     require_matplotlib()
@@ -43,7 +44,7 @@ def plot_confusion_command(
         plot_label_counts, predict_cats,
     )
 
-    nlp = load_pipeline(model, gpu_id)
+    nlp = load_pipeline(model, gpu_id, check)
     try:
         _, pipe = find_textcat(nlp)
         data_set = load_labelled_texts(data, nlp).subset(limit)
@@ -71,12 +72,13 @@ def plot_vectors_command(
     limit: Annotated[int, typer.Option(help="Use a seeded sample of at most this many docs; 0: all.", min=0)] = 2000,
     batch_size: BatchOpt = 32,
     gpu_id: GpuOpt = -1,
+    check: CheckOpt = True,
 ) -> None:
     """Project the corpus's [CLS] vectors to 2-D with PCA, coloured by gold label."""
     require_matplotlib()
     from ..explain.plots import cls_vectors, gold_label, load_labelled_texts, plot_projection, project
 
-    nlp = load_pipeline(model, gpu_id)
+    nlp = load_pipeline(model, gpu_id, check)
     try:
         data_set = load_labelled_texts(data, nlp).subset(limit)
         vectors = cls_vectors(nlp, data_set.texts, batch_size)

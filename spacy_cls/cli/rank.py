@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import GpuOpt, ModelArg, fail, load_pipeline
+from .common import CheckOpt, GpuOpt, ModelArg, fail, load_pipeline
 
 
 def rank_uncertain_command(
@@ -20,6 +20,7 @@ def rank_uncertain_command(
     text_key: Annotated[str, typer.Option(help="JSONL key holding the text.")] = "text",
     batch_size: Annotated[int, typer.Option(help="Docs per batch.", min=1)] = 64,
     gpu_id: GpuOpt = -1,
+    check: CheckOpt = True,
 ) -> None:
     """Write the N texts of INPUT the classifier is least sure about (doc._.cls_uncertainty,
     highest first) as JSONL, with the scores in meta, for the next annotation round.
@@ -42,7 +43,7 @@ def rank_uncertain_command(
         typer.echo(f"... and {len(skipped) - 10} more skipped lines", err=True)
     if not items:
         fail(f"{input_path} has no texts to rank ({len(skipped)} lines skipped).")
-    nlp = load_pipeline(model, gpu_id)
+    nlp = load_pipeline(model, gpu_id, check)
     try:
         rows, name = rank_uncertain(nlp, component, items, n, fmt=fmt, batch_size=batch_size)
     except ValueError as e:

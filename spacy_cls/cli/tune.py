@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import fail
+from .common import CheckOpt, fail
 
 
 def tune_command(
@@ -20,6 +20,7 @@ def tune_command(
     abstain_accuracy: Annotated[Optional[float], typer.Option(help="Exclusive: also set the abstain threshold that keeps this accuracy (e.g. 0.95) on the docs that get a label.", min=0.0, max=1.0)] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Reliability diagram (PNG); needs matplotlib.")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+    check: CheckOpt = True,
 ) -> None:
     """Tune the decisions of a trained classifier on DEV, running the encoder once: a
     threshold per label (multi-label) or a softmax temperature and optional abstain
@@ -31,6 +32,10 @@ def tune_command(
         from .common import require_matplotlib
 
         require_matplotlib()
+    if not check:
+        from ..models.safe_load import disable_checks_for_this_process
+
+        disable_checks_for_this_process()
     try:
         result = tune_pipeline(pipeline, dev, output=output, component=component, min_threshold=min_threshold,
                                min_positives=min_positives, abstain_accuracy=abstain_accuracy, plot=plot)

@@ -47,6 +47,9 @@ def temperature_applied(model: Model, temperature: float):
 
 def head_logits(model: Model, features) -> numpy.ndarray:
     """The head's logits (before softmax / sigmoid) for encoder features, as float64."""
+    from ..layers.head import head_input
+
+    features = head_input(model, features)
     layer = model.get_ref("output_layer")
     if SOFTMAX_NORMALIZE in layer.attrs:
         before = layer.attrs[SOFTMAX_NORMALIZE]

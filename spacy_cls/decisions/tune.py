@@ -53,14 +53,13 @@ def tune_pipeline(
 ) -> TuneResult:
     """Tune `pipeline` (a folder saved with nlp.to_disk) on `dev` (.spacy with gold cats);
     write the tuned pipeline to `output` (default: in place)."""
-    import spacy
-
+    from ..models.safe_load import load_checked
     from .rank import find_classifier
 
     pipeline = Path(pipeline)
     if not (pipeline / "config.cfg").exists():
         raise ValueError(f"{pipeline} is not a saved pipeline folder (no config.cfg): give what nlp.to_disk wrote.")
-    nlp = spacy.load(pipeline)
+    nlp = load_checked(pipeline)  # the folder check, unless SPACY_CLS_CHECK_PIPELINES=0
     name = component or find_classifier(nlp)
     pipe = nlp.get_pipe(name)
     scored = collect(nlp, name, dev)

@@ -70,7 +70,11 @@ def cls_attention(
 
 
 def _batch_weights(component: ClsClassifierMixin, docs: Sequence[Doc]) -> List[numpy.ndarray]:
+    from ..layers.onnx_encoder import is_onnx_encoder, refuse_attention
+
     encoder = component.encoder
+    if is_onnx_encoder(encoder):
+        raise refuse_attention(component.name)
     if not encoder.shims or "max_length" not in encoder.attrs:
         raise ValueError(
             f"The component '{component.name}' reads a shared transformer component "

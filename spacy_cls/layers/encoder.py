@@ -558,3 +558,21 @@ def _note_cut_docs(model: Model, batch: WindowBatch) -> None:
             f"set it to null for no limit."
         )
     warnings.warn(message, stacklevel=2)
+
+
+def pooled_with_grad(model: Model, texts: List[str]) -> torch.Tensor:
+    """Per-doc features (the configured pooling, windows averaged) as a float32 tensor
+    that carries gradients to the encoder's weights, for training the encoder outside
+    spaCy's update loop (the contrastive stage, spacy_cls.fewshot)."""
+    if model.attrs["quantize_int8"]:
+        raise ValueError("quantize_int8 = true makes the encoder inference-only: set it to false to train it.")
+    state = _runtime(model)
+    state.cache.clear()
+    state.int8 = None
+    transformer = model.shims[0]._model
+    device = model.shims[0].device
+    batch = _encode(model, texts)
+    transformer.train()
+    _, pooled_rows = _run_rows(model, transformer, batch)
+    doc_index = torch.from_numpy(batch.doc_index).to(device)
+    return average_windows(pooled_rows.float(), doc_index, batch.n_docs)

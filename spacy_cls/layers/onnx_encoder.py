@@ -20,15 +20,18 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.shims import Shim
 
+from ..models.folder_checks import max_file_bytes
 from ..models.onnx import (
     GRAPH_FILE,
     OnnxEncoderSession,
     OnnxGraphError,
+    check_tokenizer_files,
     default_threads,
     load_tokenizer,
     open_session,
     save_tokenizer,
 )
+from ..models.safe_load import check_component_folder
 from .encoder import CPU_PASS_COST_PER_THREAD, EncoderOutput, _note_cut_docs
 from .pooling import check_pooling, pooled_width
 from .windows import check_policy, encode_texts, length_sorted_parts
@@ -82,9 +85,21 @@ class OnnxShim(Shim):
         return srsly.msgpack_dumps({"graph": graph, "tokenizer": self.tokenizer_files})
 
     def from_bytes(self, bytes_data: bytes) -> "OnnxShim":
-        msg = srsly.msgpack_loads(bytes_data)
+        try:
+            msg = srsly.msgpack_loads(bytes_data)
+        except Exception:  # msgpack raises several unrelated types for bad bytes
+            msg = None
+        if not isinstance(msg, dict) or "tokenizer" not in msg:
+            raise OnnxGraphError(
+                "The ONNX encoder's saved bytes are not what optimize writes. Run `python -m "
+                "spacy_cls optimize` on the original (torch) pipeline again."
+            )
+        # Checked before the graph is even read: the same checks as the torch path's.
+        check_tokenizer_files(msg["tokenizer"] or {})
         graph = msg.get("graph")
         where = "saved in the model's bytes"
+        if graph is not None and not isinstance(graph, bytes):
+            raise OnnxGraphError(f"The ONNX graph {where} is a {type(graph).__name__}, not bytes. Run `python -m spacy_cls optimize` again.")
         if graph is None:
             if self.graph_file is None:
                 raise OnnxGraphError(
@@ -93,6 +108,7 @@ class OnnxShim(Shim):
                 )
             where = str(self.graph_file)
             try:
+                check_graph_file(self.graph_file)
                 graph = self.graph_file.read_bytes()
             except OSError as e:
                 raise OnnxGraphError(
@@ -223,8 +239,47 @@ def _average_windows(rows: numpy.ndarray, doc_index: numpy.ndarray, n_docs: int)
     return sums / counts[:, None]
 
 
+def check_graph_file(graph_file: Path) -> None:
+    """A graph file is read whole: refuse one that is not a regular file, or larger
+    than a model of the allowed size, by its apparent size."""
+    import stat
+
+    info = graph_file.lstat()
+    if not stat.S_ISREG(info.st_mode):
+        raise OnnxGraphError(
+            f"The ONNX graph {graph_file} is not a regular file (a link, FIFO or device). Run "
+            f"`python -m spacy_cls optimize` on the original (torch) pipeline again."
+        )
+    if info.st_size > max_file_bytes():
+        raise OnnxGraphError(
+            f"The ONNX graph {graph_file} is {info.st_size:,} bytes, more than a model of the allowed "
+            f"size needs (raise SPACY_CLS_MAX_PARAMETERS if you trust it)."
+        )
+
+
 def is_onnx_encoder(model: Optional[Model]) -> bool:
     return model is not None and model.name == LAYER_NAME
+
+
+class OnnxAttentionError(ValueError):
+    pass
+
+
+# Where optimize records the pipeline it was given, in the copy's meta.json.
+META_KEY = "spacy_cls"
+SOURCE_KEY = "optimized_from"
+
+
+def refuse_attention(component_name: str, meta: Optional[Dict] = None) -> OnnxAttentionError:
+    """What explaining an optimized component says: its graph has no attention outputs."""
+    source = ((meta or {}).get(META_KEY) or {}).get(SOURCE_KEY)
+    original = f"the original pipeline it was made from ({source})" if source else \
+        "the original (torch) pipeline that optimize was given"
+    return OnnxAttentionError(
+        f"The component '{component_name}' runs an ONNX Runtime graph written by `python -m spacy_cls "
+        f"optimize`, which returns the [CLS] rows only, not the attention weights explain shows. "
+        f"Run explain on {original}: it gives the same cats."
+    )
 
 
 @contextmanager
@@ -232,6 +287,8 @@ def graph_beside_model(encoder: Optional[Model], path, *, saving: bool) -> Itera
     """Around a component's to_disk / from_disk: the graph goes to (or comes from)
     ``GRAPH_FILE`` in the component's folder instead of the ``model`` file, so that it
     can be inspected with ONNX tools, and a bad file is named in the error."""
+    if not saving:
+        check_component_folder(path)
     if not is_onnx_encoder(encoder):
         yield
         return

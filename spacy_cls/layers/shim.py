@@ -22,7 +22,7 @@ from spacy_transformers.util import make_tempdir
 from thinc.api import get_torch_default_device
 
 from ..models.saved_checks import (
-    check_layer_count,
+    check_encoder_fits,
     check_state_fits,
     load_saved_weights,
     read_saved_encoder,
@@ -43,9 +43,10 @@ class StrictHFShim(HFShim):
             return self
         device = get_torch_default_device()
         state = load_saved_weights(saved.state, device)
-        check_layer_count(saved.config, state)
-        config, skeleton = _build_checked(self.model_cls, saved.config)
-        check_parameters(skeleton, state)
+        # Before any module is built for real: the config's model on the meta device
+        # against the saved tensors (every parameter there, same shapes, no buffer
+        # or size beyond the limits).
+        config, skeleton = check_encoder_fits(saved.config, state, self.model_cls, check_missing=check_parameters)
         check_state_fits(skeleton, state)
         with make_tempdir() as folder:
             write_tokenizer_folder(folder, saved)
@@ -62,20 +63,6 @@ class StrictHFShim(HFShim):
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents, SimpleFrozenDict(), SimpleFrozenDict())
         self._model = transformer
         return self
-
-
-def _build_checked(model_cls, config_dict: Dict):
-    """The model config, and the model built from it on the meta device (names and
-    shapes only, no memory for the weights)."""
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    try:
-        config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(config_dict)
-        with torch.device("meta"):
-            skeleton = model_cls.from_config(config, trust_remote_code=False)
-    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, OverflowError) as err:
-        raise refuse(f"its model config does not build a model ({type(err).__name__}: {err})") from None
-    return config, skeleton
 
 
 def check_parameters(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:

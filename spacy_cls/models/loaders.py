@@ -20,7 +20,15 @@ from spacy_transformers.data_classes import HFObjects
 from thinc.api import get_torch_default_device
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerFast
 
-from .saved_checks import check_loader_settings
+from .folder_checks import check_folder, hub_cache_blobs
+from .saved_checks import TOKENIZER_FILE_SUFFIXES, check_loader_settings, check_tokenizer_json
+from .size_checks import (
+    check_checkpoint_size,
+    check_declared_numbers,
+    check_settings_file_size,
+    check_tokenizer_file_size,
+    vocab_size_of,
+)
 
 DEFAULT_MODELS: Dict[str, str] = {
     "en": "bert-base-uncased",
@@ -29,6 +37,9 @@ DEFAULT_MODELS: Dict[str, str] = {
 MULTILINGUAL_MODEL = "bert-base-multilingual-cased"
 HUB_CONNECT_TIMEOUT_S = 3.0
 POOLER_PREFIX = "pooler."
+# The tokenizer's settings files, read as JSON by transformers (the vocabularies and
+# tokenizer.json are data for the tokenizers library).
+TOKENIZER_SETTINGS_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 
 
 @dataclass
@@ -135,7 +146,9 @@ def _resolve_source(name: str) -> str:
                 f"checkpoint. Save one with `model.save_pretrained(folder)` and "
                 f"`tokenizer.save_pretrained(folder)`, or name the folder that holds it."
             )
+        check_checkpoint_folder(name, path)
         check_checkpoint_config(path / "config.json")
+        check_checkpoint_tokenizer(name, path)
         return str(path.resolve())
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)
     if looks_like_path:
@@ -152,6 +165,68 @@ def _resolve_source(name: str) -> str:
             + _local_folder_hint(name) + "\n" + _offline_hint(name)
         )
     return name
+
+
+def _refusal(name: str):
+    def make(problem: str) -> ModelLoadError:
+        return ModelLoadError(f"Refusing to load the checkpoint '{name}': {problem}.")
+
+    return make
+
+
+def check_checkpoint_folder(name: str, folder: Path) -> None:
+    """The checkpoint folder holds only its own files: no link leaving it (the Hugging
+    Face cache's own snapshot links into its blobs are allowed), no FIFO or device, no
+    file beyond what an allowed model needs. Nothing is read."""
+    check_folder(folder, _refusal(name), allowed_roots=hub_cache_blobs(folder), what="folder")
+
+
+def check_checkpoint_tokenizer(name: str, folder: Path) -> None:
+    """The tokenizer files transformers would read from `folder`, by the checks saved
+    pipelines get: settings that point at other files or import code are refused, and
+    files far larger than the vocabulary needs, by their apparent size before reading."""
+    make_error = _refusal(name)
+    vocab_size = None
+    config_file = folder / "config.json"
+    check_settings_file_size("config.json", config_file.stat().st_size, make_error)
+    try:
+        vocab_size = vocab_size_of(json.loads(config_file.read_text(encoding="utf8")))
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        pass
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name == "config.json" or not path.name.lower().endswith(TOKENIZER_FILE_SUFFIXES):
+            continue
+        size = path.stat().st_size
+        if path.name in TOKENIZER_SETTINGS_FILES:
+            check_settings_file_size(path.name, size, make_error)
+            check_tokenizer_json(path.name, path.read_bytes(), make_error)
+        else:
+            check_tokenizer_file_size(path.name, size, vocab_size, make_error)
+
+
+def check_source_size(name: str, source: str, config) -> None:
+    """Before transformers builds the model: the config's model on the meta device
+    against the weights in the checkpoint's folder (a hub name: its cached snapshot),
+    their shapes read without loading them."""
+    folder = Path(source)
+    make_error = _refusal(name)
+    if not folder.is_dir():
+        try:
+            from transformers.utils import cached_file
+
+            found = cached_file(source, "config.json", local_files_only=True)
+            folder = Path(found).parent if found else None
+        except (OSError, ValueError):
+            folder = None
+        if folder is not None and folder.is_dir():
+            # A hub name found in the cache: its snapshot folder gets the checks a
+            # named folder gets.
+            check_checkpoint_folder(name, folder)
+            check_checkpoint_tokenizer(name, folder)
+    if folder is None or not folder.is_dir():
+        check_declared_numbers(config.to_dict(), make_error)
+        return
+    check_checkpoint_size(folder, config, AutoModel, make_error)
 
 
 def check_checkpoint_config(config_file: Path) -> None:
@@ -218,6 +293,13 @@ def load_encoder(
     trf_cfg["return_dict"] = True
     try:
         config = AutoConfig.from_pretrained(source, **trf_cfg)
+    except (OSError, ValueError, RuntimeError, EOFError) as err:
+        raise ModelLoadError(
+            f"Could not load the encoder '{name}': {err}\n"
+            f"Check that the folder holds a valid config.json (model.save_pretrained(folder) writes one)."
+        ) from err
+    check_source_size(name, source, config)
+    try:
         transformer, info = AutoModel.from_pretrained(source, config=config, output_loading_info=True)
     except (OSError, ValueError, RuntimeError, EOFError, SafetensorError, pickle.UnpicklingError) as err:
         raise ModelLoadError(

@@ -9,12 +9,16 @@ graph computes the last layer at [CLS] only, as the torch path does (``cls_forwa
 
 Loading reads bytes and hands them to ``onnxruntime.InferenceSession``: no Python code
 from the pipeline runs. The graph's sha256, stored in the pipeline's config, is checked
-first, so a truncated or edited file is refused before ONNX Runtime parses it.
+first, so a truncated or edited file is refused before ONNX Runtime parses it. A digest
+proves nothing against someone who rewrites the config too, so the graph is then
+checked for what would make ONNX Runtime read other files: tensors stored as external
+data (the export never writes any), in initializers, sparse initializers, Constant and
+other attribute tensors, subgraphs and functions. The tokenizer files get the checks
+of the torch path (`saved_checks`).
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -32,6 +36,92 @@ INSTALL_HINT = "pip install 'spacy-cls[onnx]' (or pip install onnxruntime onnx)"
 
 class OnnxGraphError(ValueError):
     """A saved ONNX graph that cannot be used: missing, altered, or not the encoder."""
+
+
+def _graph_refusal(where: str):
+    from .tokenizer_checks import SOURCE_HINT, TamperedPipelineError
+
+    def make(problem: str) -> Exception:
+        return TamperedPipelineError(f"Refusing to load the ONNX graph {where}: {problem}. {SOURCE_HINT}")
+
+    return make
+
+
+def check_graph(graph: bytes, where: str) -> None:
+    """Refuse a graph that names external data anywhere in it, before ONNX Runtime
+    sees it. Parsing with ``onnx`` reads only the bytes given (no external data is
+    loaded)."""
+    try:
+        from onnx import ModelProto
+        from google.protobuf.message import DecodeError
+    except ImportError as e:  # pragma: no cover - the onnx extra installs both
+        raise ImportError(f"Checking an ONNX graph needs the onnx package: {INSTALL_HINT}.") from e
+    make_error = _graph_refusal(where)
+    model = ModelProto()
+    try:
+        model.ParseFromString(graph)
+    except (DecodeError, ValueError, RuntimeError) as err:
+        raise OnnxGraphError(
+            f"ONNX Runtime cannot load the graph {where}: it is not an ONNX model ({type(err).__name__}). Run `python -m "
+            f"spacy_cls optimize` on the original (torch) pipeline again."
+        ) from None
+    for place, tensor in _graph_tensors(model):
+        if tensor.data_location == tensor.EXTERNAL or len(tensor.external_data):
+            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), None)
+            raise make_error(
+                f"its tensor '{tensor.name}' ({place}) is stored as external data"
+                + (f" in {location!r}" if location is not None else "")
+                + "; spacy_cls graphs hold all their tensors, and a graph that reads other "
+                "files could read any file ONNX Runtime can open"
+            )
+
+
+def _graph_tensors(model):
+    """Every TensorProto a model holds, with where it is."""
+    for graph_place, graph in _graphs(model):
+        for tensor in graph.initializer:
+            yield f"initializer of {graph_place}", tensor
+        for sparse in graph.sparse_initializer:
+            yield f"sparse initializer of {graph_place}", sparse.values
+            yield f"sparse initializer of {graph_place}", sparse.indices
+        for node in graph.node:
+            yield from _node_tensors(node, graph_place)
+    for function in model.functions:
+        for node in function.node:
+            yield from _node_tensors(node, f"function {function.name}")
+
+
+def _node_tensors(node, place):
+    where = f"attribute of node '{node.name or node.op_type}' in {place}"
+    for attribute in node.attribute:
+        if attribute.HasField("t"):
+            yield where, attribute.t
+        for tensor in attribute.tensors:
+            yield where, tensor
+        sparse = list(attribute.sparse_tensors) + ([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else [])
+        for item in sparse:
+            yield where, item.values
+            yield where, item.indices
+
+
+def _graphs(model):
+    """The main graph and every subgraph (If / Loop / Scan bodies), depth first."""
+    stack = [("the main graph", model.graph)]
+    functions = [node for function in model.functions for node in function.node]
+    seen_function_nodes = False
+    while stack:
+        place, graph = stack.pop()
+        yield place, graph
+        nodes = list(graph.node)
+        if not seen_function_nodes:
+            nodes += functions
+            seen_function_nodes = True
+        for node in nodes:
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    stack.append((f"a subgraph of node '{node.name or node.op_type}'", attribute.g))
+                for sub in attribute.graphs:
+                    stack.append((f"a subgraph of node '{node.name or node.op_type}'", sub))
 
 
 def require_onnxruntime():
@@ -153,6 +243,7 @@ def open_session(
             f"The ONNX graph {where} does not match the sha256 recorded in the pipeline's "
             f"config (the file was changed, truncated or replaced after optimize wrote it). {fix}"
         )
+    check_graph(graph, where)
     ort = require_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads if threads > 0 else default_threads()
@@ -182,15 +273,37 @@ def save_tokenizer(tokenizer) -> Dict[str, bytes]:
         return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
 
 
+def check_tokenizer_files(files: Dict[str, bytes]) -> None:
+    """The checks of the torch path's saved tokenizer (`saved_checks`): plain file
+    names of tokenizer files, no code, no settings that point at other files, and
+    no file larger than a tokenizer needs."""
+    from .tokenizer_checks import check_file_name, check_tokenizer_json, refuse
+    from .size_checks import check_tokenizer_file_size
+
+    if not isinstance(files, dict):
+        raise refuse(f"its tokenizer entry is a {type(files).__name__}, where optimize saves a mapping of files")
+    for name, data in files.items():
+        check_file_name(name)
+        if not isinstance(data, bytes):
+            raise refuse(f"the tokenizer file '{name}' is a {type(data).__name__}, where optimize saves bytes")
+        check_tokenizer_file_size(name, len(data), None, refuse)
+        if name.endswith(".json"):
+            check_tokenizer_json(name, data)
+
+
 def load_tokenizer(files: Dict[str, bytes]):
-    """A tokenizer from saved files (data only: no remote code is allowed to run)."""
+    """A tokenizer from saved files, checked first (data only: no remote code is
+    allowed to run, and nothing is read from outside the temporary folder)."""
     from transformers import AutoTokenizer
 
     if not files:
         raise OnnxGraphError("The ONNX encoder has no saved tokenizer. Run `python -m spacy_cls optimize` again.")
+    check_tokenizer_files(files)
     with tempfile.TemporaryDirectory(prefix="spacy_cls_tok_") as tmp:
+        root = Path(tmp).resolve()
         for name, data in files.items():
-            if os.sep in name or name in ("", ".", ".."):
+            path = (root / name).resolve()
+            if path.parent != root:  # check_file_name already refused such names
                 raise OnnxGraphError(f"Refusing a tokenizer file name {name!r} that leaves its folder.")
-            Path(tmp, name).write_bytes(data)
+            path.write_bytes(data)
         return AutoTokenizer.from_pretrained(tmp, trust_remote_code=False, local_files_only=True)

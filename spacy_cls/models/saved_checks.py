@@ -20,30 +20,33 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 import srsly
 import torch
 
+from .folder_checks import check_folder
+from .onnx import check_graph, check_tokenizer_files
+from .tokenizer_checks import (  # noqa: F401  (also this module's public names)
+    CODE_KEYS,
+    CONFIG_FILE,
+    PLAIN_FILE_NAME,
+    SOURCE_HINT,
+    TOKENIZER_CLASS,
+    TOKENIZER_FILE_SUFFIXES,
+    TamperedPipelineError,
+    check_file_name,
+    check_tokenizer_json,
+    refuse,
+)
+from .size_checks import (
+    build_on_meta,
+    check_declared_numbers,
+    check_implied_size,
+    check_tokenizer_file_size,
+    max_parameters,
+    vocab_size_of,
+)
+
 # What spacy-transformers saves beside the tokenizer files (HFShim.to_bytes).
 TOKENIZER_SETTINGS = {"use_fast": bool}
 TOKENIZER_SETTINGS_KEY = "kwargs"
-# Settings that make transformers import Python code shipped with a checkpoint.
-CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines")
-# Suffixes of the files tokenizers save (vocabularies, merges, sentencepiece models,
-# tokenizer.json, settings, chat templates); code (.py, .pth, .so) is never one.
-TOKENIZER_FILE_SUFFIXES = (".json", ".txt", ".model", ".jinja", ".spm", ".vocab", ".tiktoken", ".codes", ".bpe")
-PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
-# The folder the tokenizer is loaded from holds the model config under this name.
-CONFIG_FILE = "config.json"
 SAVED_KEYS = {"config", "state", "tokenizer", "_init_tokenizer_config", "_init_transformer_config"}
-TOKENIZER_CLASS = re.compile(r"[A-Za-z0-9_]+Tokenizer(Fast)?")
-SOURCE_HINT = (
-    "A pipeline saved by spaCy never holds this: it was changed after saving, or does "
-    "not come from spacy_cls. Load pipelines only from sources you trust, and if you "
-    "trust this one, save it again from the copy it was made from (see "
-    "'Loading pipelines from untrusted sources' in docs/limits.md)."
-)
-
-
-class TamperedPipelineError(ValueError):
-    """A saved encoder holds something loading it could run or write; nothing of it was
-    written or loaded."""
 
 
 @dataclass
@@ -57,10 +60,6 @@ class SavedEncoder:
     state: bytes
     init_tokenizer_config: Dict[str, Any]
     init_transformer_config: Dict[str, Any]
-
-
-def refuse(problem: str) -> TamperedPipelineError:
-    return TamperedPipelineError(f"Refusing to load the saved encoder: {problem}. {SOURCE_HINT}")
 
 
 def read_saved_encoder(bytes_data: bytes) -> SavedEncoder:
@@ -89,6 +88,7 @@ def read_saved_encoder(bytes_data: bytes) -> SavedEncoder:
     for name, data in tokenizer.items():
         check_file_name(name)
         files[name] = _expect(data, bytes, f"the tokenizer file '{name}'")
+        check_tokenizer_file_size(name, len(data), vocab_size_of(config), refuse)
         if name.endswith(".json"):
             check_tokenizer_json(name, data)
     return SavedEncoder(config, files, settings, state or b"", init_tok, init_trf)
@@ -99,21 +99,6 @@ def _expect(value: Any, kind, what: str) -> Any:
         raise refuse(f"{what} is a {type(value).__name__}, where spacy-transformers saves a "
                      f"{kind.__name__ if isinstance(kind, type) else ' or '.join(k.__name__ for k in kind)}")
     return value
-
-
-def check_file_name(name: Any) -> None:
-    if not isinstance(name, str) or not PLAIN_FILE_NAME.fullmatch(name) or ".." in name:
-        raise refuse(
-            f"its tokenizer files include {name!r}, which is not a plain file name (a path "
-            f"like '../x' or '/x' would be written outside the temporary folder)"
-        )
-    if name == CONFIG_FILE:
-        raise refuse(f"its tokenizer files include '{name}', which would replace the saved model config")
-    if not name.lower().endswith(TOKENIZER_FILE_SUFFIXES):
-        raise refuse(
-            f"its tokenizer files include '{name}', which is not a tokenizer file (those end in "
-            f"{', '.join(TOKENIZER_FILE_SUFFIXES)}; code such as .py files is never saved)"
-        )
 
 
 def check_tokenizer_settings(settings: Mapping[str, Any]) -> None:
@@ -154,30 +139,6 @@ def check_model_config(config: Mapping[str, Any]) -> None:
         )
 
 
-def check_tokenizer_json(name: str, data: bytes) -> None:
-    if name == "tokenizer.json":
-        return  # read by the Rust tokenizers library: vocabulary and rules, no code or paths
-    try:
-        content = json.loads(data.decode("utf8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise refuse(f"its tokenizer file '{name}' is not valid JSON ({err})") from None
-    if not isinstance(content, dict):
-        return
-    for key in CODE_KEYS:
-        if key in content:
-            raise refuse(f"its tokenizer file '{name}' sets {key}, which makes transformers import Python code")
-    for key, value in content.items():
-        # save_pretrained drops these: they would make the tokenizer read a file
-        # from wherever they point.
-        if (key.endswith("_file") or key.endswith("_files")) and value is not None:
-            raise refuse(f"its tokenizer file '{name}' sets {key}={value!r}, a file outside the pipeline")
-    tokenizer_class = content.get("tokenizer_class")
-    if tokenizer_class is not None and not (
-        isinstance(tokenizer_class, str) and TOKENIZER_CLASS.fullmatch(tokenizer_class)
-    ):
-        raise refuse(f"its tokenizer file '{name}' names the tokenizer class {tokenizer_class!r}")
-
-
 def write_tokenizer_folder(folder: Path, saved: SavedEncoder) -> None:
     """Write the checked model config and tokenizer files into `folder`, and nothing
     outside it."""
@@ -190,10 +151,18 @@ def write_tokenizer_folder(folder: Path, saved: SavedEncoder) -> None:
         path.write_bytes(data)
 
 
-def load_saved_weights(state: bytes, device: Optional[torch.device] = None) -> Dict[str, torch.Tensor]:
+def load_saved_weights(
+    state: bytes, device: Optional[torch.device] = None, *, check_size: bool = True
+) -> Dict[str, torch.Tensor]:
     """The saved state dict, read as tensors only. ``weights_only=True`` is passed
     explicitly: torch lets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turn full unpickling on
-    only for calls that leave it out."""
+    only for calls that leave it out. Bytes beyond the largest allowed model are
+    refused before they are read."""
+    if check_size and len(state) > max_parameters() * 8 + 2**20:
+        raise refuse(
+            f"its weights are {len(state):,} bytes, more than a model of the allowed size "
+            f"({max_parameters():,} numbers) takes; if you trust it, raise SPACY_CLS_MAX_PARAMETERS"
+        )
     try:
         loaded = torch.load(BytesIO(state), map_location=device or "cpu", weights_only=True)
     except Exception as err:  # damaged bytes raise many types (UnpicklingError, struct.error, ...)
@@ -206,44 +175,104 @@ def load_saved_weights(state: bytes, device: Optional[torch.device] = None) -> D
 
 
 def check_saved_pipeline(source: Union[str, Path, bytes]) -> List[str]:
-    """Check every torch model saved in a pipeline folder (or `nlp.to_bytes()` data)
-    before loading it, other packages' components included: a spacy-transformers
-    `transformer` component or any thinc PyTorchShim, which load without these checks.
+    """Check a whole saved pipeline, folder or `nlp.to_bytes()` data, before loading
+    it, other packages' components included (a spacy-transformers `transformer`
+    component or any thinc PyTorchShim, which load without these checks).
+
+    A folder is walked first without reading anything (`folder_checks`): a link
+    leaving it, a FIFO or device, a mount, or a file larger than an allowed model
+    needs is refused. Then every saved model is checked: Hugging Face encoders (code,
+    file names, tokenizer settings and sizes, weights as tensors only, and the size
+    the config implies against the weights), other torch states (tensors only), and
+    ONNX encoders (tokenizer files, and graphs that read external data).
     Raises TamperedPipelineError naming the component; returns the names of the
     components it checked."""
     checked = []
-    for component, model_bytes in _saved_models(source):
+    for component, model_bytes, graph_file in _saved_models(source):
         try:
-            model_msg = srsly.msgpack_loads(model_bytes)
-        except Exception:  # not a thinc model: nothing that reaches torch or transformers
-            continue
-        shims = model_msg.get("shims") if isinstance(model_msg, dict) else None
-        found = False
-        for shim_bytes in _flat(shims or []):
-            try:
-                shim_msg = srsly.msgpack_loads(shim_bytes)
-            except Exception:
-                continue
-            if not isinstance(shim_msg, dict) or "state" not in shim_msg:
-                continue
-            found = True
-            try:
-                if SAVED_KEYS <= set(shim_msg):
-                    saved = read_saved_encoder(shim_bytes)
-                    if saved.state:
-                        load_saved_weights(saved.state)
-                elif isinstance(shim_msg["state"], bytes) and shim_msg["state"]:
-                    load_saved_weights(shim_msg["state"])
-            except TamperedPipelineError as err:
-                raise TamperedPipelineError(f"Component '{component}': {err}") from None
+            found = _check_model_bytes(model_bytes, graph_file, component)
+        except TamperedPipelineError as err:
+            raise TamperedPipelineError(f"Component '{component}': {err}") from None
         if found:
             checked.append(component)
     return checked
 
 
-def _saved_models(source: Union[str, Path, bytes]) -> Iterator[Tuple[str, bytes]]:
+def _check_model_bytes(model_bytes: bytes, graph_file: Optional[Path], component: str) -> bool:
+    try:
+        model_msg = srsly.msgpack_loads(model_bytes)
+    except Exception:  # not a thinc model: nothing that reaches torch or transformers
+        return False
+    shims = model_msg.get("shims") if isinstance(model_msg, dict) else None
+    found = False
+    for shim_bytes in _flat(shims or []):
+        try:
+            shim_msg = srsly.msgpack_loads(shim_bytes)
+        except Exception:
+            continue
+        if not isinstance(shim_msg, dict):
+            continue
+        if "graph" in shim_msg and "tokenizer" in shim_msg and "state" not in shim_msg:
+            found = True
+            _check_onnx_shim(shim_msg, graph_file, component)
+            continue
+        if "state" not in shim_msg:
+            continue
+        found = True
+        if SAVED_KEYS <= set(shim_msg):
+            saved = read_saved_encoder(shim_bytes)
+            if saved.state:
+                check_encoder_fits(saved.config, load_saved_weights(saved.state, check_size=True))
+        elif isinstance(shim_msg["state"], bytes) and shim_msg["state"]:
+            load_saved_weights(shim_msg["state"], check_size=True)
+    return found
+
+
+def _check_onnx_shim(msg: Dict[str, Any], graph_file: Optional[Path], component: str) -> None:
+    check_tokenizer_files(msg.get("tokenizer") or {})
+    graph = msg.get("graph")
+    if isinstance(graph, bytes):
+        check_graph(graph, f"saved in the model of component '{component}'")
+    elif graph is not None:
+        raise refuse(f"its ONNX graph is a {type(graph).__name__}, where optimize saves bytes")
+    elif graph_file is not None:
+        check_graph(graph_file.read_bytes(), str(graph_file))
+
+
+def check_encoder_fits(config_dict: Mapping[str, Any], state: Mapping[str, torch.Tensor], model_cls=None,
+                       check_missing=None):
+    """Refuse a saved model config that would build more than its saved weights: its
+    numbers, its layer count, and the model built on the meta device (parameters,
+    buffers built at construction, the size limit) against `state`. Returns the
+    config object and the meta skeleton."""
+    from transformers import AutoModel
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    check_model_config(config_dict)
+    check_declared_numbers(config_dict, refuse)
+    check_layer_count(config_dict, state)
+    try:
+        config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(dict(config_dict))
+        skeleton = build_on_meta(model_cls or AutoModel, config)
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, OverflowError, AssertionError) as err:
+        raise refuse(f"its model config does not build a model ({type(err).__name__}: {_first_line(err)})") from None
+    if check_missing is not None:
+        check_missing(skeleton, state)
+    check_implied_size(skeleton, {name: tuple(t.shape) for name, t in state.items()}, refuse)
+    return config, skeleton
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return text[:200]
+
+
+def _saved_models(source: Union[str, Path, bytes]) -> Iterator[Tuple[str, bytes, Optional[Path]]]:
     if isinstance(source, bytes):
-        msg = srsly.msgpack_loads(source)
+        try:
+            msg = srsly.msgpack_loads(source)
+        except Exception:
+            raise refuse("its bytes are not a saved spaCy pipeline (nlp.to_bytes())") from None
         for name, value in msg.items() if isinstance(msg, dict) else ():
             if not isinstance(value, bytes):
                 continue
@@ -252,14 +281,27 @@ def _saved_models(source: Union[str, Path, bytes]) -> Iterator[Tuple[str, bytes]
             except Exception:
                 continue
             if isinstance(component, dict) and isinstance(component.get("model"), bytes):
-                yield name, component["model"]
+                yield name, component["model"], None
         return
     folder = Path(source)
     if not (folder / "config.cfg").is_file():
         raise FileNotFoundError(f"{folder} is not a saved spaCy pipeline (it has no config.cfg).")
-    for model_file in sorted(folder.glob("*/model")):
-        if model_file.is_file():
-            yield model_file.parent.name, model_file.read_bytes()
+    files = check_pipeline_folder(folder)
+    for relative in sorted(files):
+        parts = relative.split("/")
+        if len(parts) == 2 and parts[1] == "model":
+            graph = folder / parts[0] / "encoder.onnx"
+            yield parts[0], files[relative].path.read_bytes(), graph if f"{parts[0]}/encoder.onnx" in files else None
+
+
+def check_pipeline_folder(folder: Union[str, Path]):
+    """The walk of `folder_checks` over a saved pipeline, refusing with
+    TamperedPipelineError; returns its files."""
+    return check_folder(folder, _pipeline_refusal, what="pipeline folder")
+
+
+def _pipeline_refusal(problem: str) -> TamperedPipelineError:
+    return TamperedPipelineError(f"Refusing to load the pipeline: {problem}. {SOURCE_HINT}")
 
 
 def _flat(items) -> Iterator[bytes]:

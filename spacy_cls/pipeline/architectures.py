@@ -15,7 +15,7 @@ from ..layers.encoder import (
     EncoderOutput,
     HFClsEncoder,
 )
-from ..layers.head import sigmoid_logit_grad
+from ..layers.head import NORMALIZE_FEATURES, l2_normalize, sigmoid_logit_grad
 from ..layers.listener import TransformerClsListener, TransformerClsReader
 
 
@@ -139,7 +139,7 @@ def build_classifier_on_encoder(
         layers=[encoder, head],
         refs={"encoder": encoder, "head": head, "output_layer": output_layer},
         dims={"nO": nO},
-        attrs={"multi_label": not exclusive_classes},
+        attrs={"multi_label": not exclusive_classes, NORMALIZE_FEATURES: False},
     )
 
 
@@ -169,10 +169,16 @@ def build_classifier_on_encoder_v2(
 def _classifier_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Callable]:
     encoder, head = model.layers
     encoded, backprop_encoder = encoder(docs, is_train)
-    scores, backprop_head = head(encoded.features, is_train)
+    features, backprop_features = encoded.features, None
+    if model.attrs.get(NORMALIZE_FEATURES):
+        features, backprop_features = l2_normalize(model.ops, features)
+    scores, backprop_head = head(features, is_train)
 
     def backprop(d_scores: Floats2d) -> List[Doc]:
-        return backprop_encoder(backprop_head(d_scores))
+        d_features = backprop_head(d_scores)
+        if backprop_features is not None:
+            d_features = backprop_features(d_features)
+        return backprop_encoder(d_features)
 
     return scores, backprop
 

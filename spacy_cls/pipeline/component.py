@@ -8,7 +8,7 @@ differences from textcat are listed in docs/textcat.md.
 """
 import os
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
 import torch
@@ -30,6 +30,9 @@ from .extensions import CLS_LABELS, CLS_UNCERTAINTY, CLS_VECTOR, install_extensi
 from .hooks import install_vector_hooks
 from .predictions import ClsScores, vectors_of
 from ..layers.encoder import apply_configured_settings, configured_settings, n_cut_docs
+from ..fewshot.descriptions import DEFAULT_TEMPERATURE
+from ..fewshot.initialize import CFG_KEY as FEW_SHOT_CFG_KEY, FewShotSettings, apply_few_shot
+from ..layers.head import NORMALIZE_FEATURES, head_input
 from ..layers.onnx_encoder import graph_beside_model
 from ..models.loaders import default_model_name
 from .spans import record_source, register_source
@@ -157,7 +160,7 @@ class ClsClassifierMixin:
         check_initialized(self.model, self.name)
         encoded = self.encoder.predict(docs)
         with temperature_applied(self.model, self.temperature):
-            scores = self.model.get_ref("head").predict(encoded.features)
+            scores = self.model.get_ref("head").predict(head_input(self.model, encoded.features))
         ops = self.model.ops
         return ClsScores.of(ops.to_numpy(scores), ops.to_numpy(encoded.cls))
 
@@ -293,6 +296,22 @@ class ClsClassifierMixin:
         finally:
             self._data_checked = False
 
+    def _few_shot_settings(self, get_examples, labels, descriptions, templates, temperature, contrastive):
+        """The label list and the checked few-shot settings; with neither labels nor
+        labelled examples, the labels are those of the descriptions."""
+        labels = label_list(labels, self.name)
+        if labels is None and descriptions and not self.labels and not any(eg.reference.cats for eg in get_examples()):
+            labels = list(descriptions)
+        known = list(dict.fromkeys([*self.labels, *(labels or [])])) if (labels or self.labels) else None
+        settings = FewShotSettings.of(known, descriptions, templates, temperature, contrastive, self.name)
+        return labels, settings
+
+    def _initialize_few_shot(self, get_examples, settings: "FewShotSettings") -> None:
+        self.cfg.pop(FEW_SHOT_CFG_KEY, None)
+        self.model.attrs[NORMALIZE_FEATURES] = False
+        if settings.active:
+            apply_few_shot(self, get_examples, settings)
+
     def _pick_default_encoder(self) -> None:
         encoder = self.encoder
         if not encoder.attrs.get("name") and "name" in encoder.attrs:
@@ -324,11 +343,29 @@ class ClsClassifier(ClsClassifierMixin, TextCategorizer):
         self._set_decision_settings(class_weights, uncertainty, temperature=temperature_to_apply(temperature, name),
                                     abstain_threshold=abstain_threshold)
 
-    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None):
-        labels = label_list(labels, self.name)
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp=None,
+        labels=None,
+        positive_label=None,
+        label_descriptions: Optional[Dict[str, str]] = None,
+        description_templates: Optional[List[str]] = None,
+        description_temperature: float = DEFAULT_TEMPERATURE,
+        contrastive: Optional[Dict[str, Any]] = None,
+    ):
+        """spaCy's textcat initialize, plus the few-shot settings (docs/fewshot.md):
+        `label_descriptions` (a description per label: the head then works before any
+        example, and is the warm start of what follows), `description_templates`,
+        `description_temperature`, and `contrastive` (the contrastive stage on the
+        encoder, then the head fitted on the examples)."""
+        labels, few_shot = self._few_shot_settings(get_examples, labels, label_descriptions, description_templates,
+                                                   description_temperature, contrastive)
         with self._initializing(get_examples, nlp, labels):
             super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
         self._initialize_class_weights(get_examples)
+        self._initialize_few_shot(get_examples, few_shot)
 
 
 class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
@@ -355,11 +392,25 @@ class ClsClassifierMultilabel(ClsClassifierMixin, MultiLabel_TextCategorizer):
         self._set_decision_settings(class_weights, uncertainty,
                                     thresholds=dict(thresholds) if thresholds is not None else None)
 
-    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None):
-        labels = label_list(labels, self.name)
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp=None,
+        labels=None,
+        label_descriptions: Optional[Dict[str, str]] = None,
+        description_templates: Optional[List[str]] = None,
+        description_temperature: float = DEFAULT_TEMPERATURE,
+        contrastive: Optional[Dict[str, Any]] = None,
+    ):
+        """spaCy's textcat_multilabel initialize, plus the few-shot settings of
+        `ClsClassifier.initialize` (docs/fewshot.md)."""
+        labels, few_shot = self._few_shot_settings(get_examples, labels, label_descriptions, description_templates,
+                                                   description_temperature, contrastive)
         with self._initializing(get_examples, nlp, labels):
             super().initialize(get_examples, nlp=nlp, labels=labels)
         self._initialize_class_weights(get_examples)
+        self._initialize_few_shot(get_examples, few_shot)
 
 
 @Language.factory(

@@ -18,7 +18,8 @@ from spacy.language import Language
 from thinc.api import Model
 
 from ..layers.encoder import _use_cls_only, get_hf
-from ..layers.onnx_encoder import is_onnx_encoder
+from ..layers.head import NORMALIZE_FEATURES
+from ..layers.onnx_encoder import META_KEY, SOURCE_KEY, is_onnx_encoder
 from ..layers.onnx_export import build_graph
 from ..models.onnx import sha256
 from .architectures import build_classifier_on_encoder
@@ -56,10 +57,11 @@ def optimize_pipeline(
 
 def optimize_to_disk(
     source: Union[str, Path], output: Union[str, Path], *, int8: bool = False,
-    component: Optional[str] = None, threads: int = 0,
+    component: Optional[str] = None, threads: int = 0, check: Optional[bool] = None,
 ) -> List[OptimizedComponent]:
-    """Load the pipeline at `source`, optimize it and save the copy to `output`."""
-    import spacy
+    """Load the pipeline at `source` (checked first: `load_checked`; `check=False`
+    skips the folder check), optimize it and save the copy to `output`."""
+    from ..models.safe_load import load_checked
 
     source_path, output_path = Path(source), Path(output)
     if source_path.exists() and output_path.exists() and source_path.resolve() == output_path.resolve():
@@ -67,8 +69,10 @@ def optimize_to_disk(
             f"The output folder {output_path} is the pipeline itself: optimize writes a copy "
             f"(and the copy cannot be trained), so give another output folder."
         )
-    nlp = spacy.load(source)
+    nlp = load_checked(source, check=check)
     done = optimize_pipeline(nlp, int8=int8, component=component, threads=threads)
+    nlp.meta.setdefault(META_KEY, {})[SOURCE_KEY] = str(source)
+    output_path.mkdir(parents=True, exist_ok=True)
     nlp.to_disk(output_path)
     return done
 
@@ -156,6 +160,7 @@ def _optimize_component(nlp: Language, name: str, *, int8: bool, threads: int) -
     n_labels = old_model.get_dim("nO")
     new_model = build_classifier_on_encoder(new_encoder, exclusive_classes=exclusive, dropout=dropout, nO=n_labels)
     new_model.get_ref("head").from_bytes(old_model.get_ref("head").to_bytes())
+    new_model.attrs[NORMALIZE_FEATURES] = bool(old_model.attrs.get(NORMALIZE_FEATURES))
     proc.model = new_model
     old_config["model"] = {
         "@architectures": "spacy_cls.ClsClassifierOnEncoder.v1",

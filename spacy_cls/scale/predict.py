@@ -31,6 +31,7 @@ class Predictor:
         import torch
 
         import spacy_cls  # noqa: F401  (factories and the cls_vector extension)
+        from ..models.safe_load import load_checked
         from ..pipeline.attrs import CLS_VECTOR
 
         if num_threads is not None:
@@ -39,7 +40,7 @@ class Predictor:
             use_gpu = torch.cuda.is_available()
         if use_gpu:
             spacy.require_gpu(0)
-        self.nlp = spacy.load(pipeline_path)
+        self.nlp = load_checked(pipeline_path)  # the folder check, unless SPACY_CLS_CHECK_PIPELINES=0
         self.component_name = find_component(self.nlp, component)
         pipe = self.nlp.get_pipe(self.component_name)
         self.labels: List[str] = list(pipe.labels)
