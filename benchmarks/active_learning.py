@@ -3,7 +3,7 @@ of (`rank-uncertain`) beat asking for random ones?
 
     python benchmarks/active_learning.py --run [--tasks sst2 chnsenticorp] [--seeds 0 1 2 3 4]
                                                [--strategies uncertainty random] [--rounds 5]
-                                               [--pool-size 2000] [--system plain] [--dev-limit K]
+                                               [--pool-size 2000] [--system ours-contrastive] [--dev-limit K]
     python benchmarks/active_learning.py --report
 
 Each (task, seed) starts from the few-shot benchmark's sample of 8 examples per class
@@ -371,7 +371,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds after the start")
     parser.add_argument("--pool-size", type=int, default=POOL_SIZE)
-    parser.add_argument("--system", choices=TRAINABLE, default="plain", help="what each round trains")
+    parser.add_argument("--system", choices=TRAINABLE, default="ours-contrastive",
+                        help="what each round trains (fewshot.py's systems; default: descriptions + contrastive stage)")
     parser.add_argument("--dev-limit", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
