@@ -163,25 +163,33 @@ class Planned:
 
 def plan(tasks: Sequence[str], sizes: Sequence[int], seeds: Sequence[int], systems: Sequence[str],
          dev_limit: int = 0) -> List[Planned]:
-    """The runs of a grid, each once: a zero-shot system runs at N=0 (ours once, at seed 0,
-    being deterministic), the others at every N and seed."""
+    """The runs of a grid, each once, smallest N first (zero-shot, then N=8 on every task,
+    every seed and system, then N=16, ...), so that a grid cut short still compares every
+    system. A zero-shot system runs at N=0 (ours and the cosine reference once, at the first
+    seed, being deterministic), the others at every N and seed."""
     out: List[Planned] = []
     seen = set()
-    for task_key in tasks:
-        task = TASKS[task_key]
-        for system_key in systems:
-            system = SYSTEMS[system_key]
-            settings = system.settings(task, dev_limit)
-            if system.zero_shot:
-                cells = [(0, seed) for seed in (seeds[:1] if system.runner != "setfit" else seeds)]
-            else:
-                cells = [(n, seed) for n in sizes for seed in seeds]
-            for n, seed in cells:
-                run = Planned(system, task, n, seed, settings)
-                if run.key not in seen:
-                    seen.add(run.key)
-                    out.append(run)
+    for n in [0, *sorted(sizes)]:
+        for task_key in tasks:
+            task = TASKS[task_key]
+            for seed in seeds:
+                for system_key in systems:
+                    system = SYSTEMS[system_key]
+                    if system.zero_shot != (n == 0) or (n == 0 and system.runner != "setfit" and seed != seeds[0]):
+                        continue
+                    run = Planned(system, task, n, seed, system.settings(task, dev_limit))
+                    if run.key not in seen:
+                        seen.add(run.key)
+                        out.append(run)
     return out
+
+
+def git_commit() -> Optional[str]:
+    try:
+        found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(ROOT), capture_output=True, text=True)
+    except OSError:
+        return None
+    return found.stdout.strip() or None
 
 
 def log(message: str) -> None:
@@ -468,7 +476,8 @@ def run_one(run: Planned, dev_limit: int, threads: int, pools: Dict) -> Optional
         **found, "dev_rows": len(read_jsonl(files.dev)), "threads": threads,
         "total_seconds": time.perf_counter() - wall0,
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "command": command_line(), "machine": machine(), "load_average": list(os.getloadavg()),
+        "command": command_line(), "git_commit": git_commit(), "machine": machine(),
+        "load_average": list(os.getloadavg()),
     }
     write_result(out, record)
     log(f"done {run.key}: accuracy {found['scores']['accuracy']:.1f}, training {found['train_seconds']:.1f} s")
@@ -689,12 +698,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dev-limit", type=int, default=0,
                         help="score on a stratified subset of this many dev rows (smoke tests; 0: all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--list", action="store_true", help="list the grid's runs, done or not, and stop")
     args = parser.parse_args(argv)
-    if not (args.run or args.report):
-        parser.error("give --run, --report or both")
+    if not (args.run or args.report or args.list):
+        parser.error("give --run, --report or both (or --list)")
     if any(n < 1 for n in args.n):
         parser.error("--n: examples per class are 1 or more (zero-shot systems run at N=0 on their own)")
     status = 0
+    if args.list:
+        runs = plan(args.tasks, args.n, args.seeds, args.systems, args.dev_limit)
+        done = [run for run in runs if (RUNS / f"{run.key}.json").exists()]
+        for run in runs:
+            print(f"{'done' if run in done else 'todo'} {run.key}")
+        print(f"{len(done)} of {len(runs)} runs done")
+        return 0
     if args.run:
         runs = plan(args.tasks, args.n, args.seeds, args.systems, args.dev_limit)
         done, failed = run_grid(runs, args.dev_limit, args.threads)

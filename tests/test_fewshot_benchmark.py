@@ -439,3 +439,12 @@ def test_the_pool_accounts_for_every_row_read():
     assert kept.texts == ["a b c", "x y z w"] and kept.labels == ["p", "n"]
     assert counts == {"read": 6, "short": 1, "in_dev": 1, "duplicate": 2, "kept": 2}
     assert counts["read"] == sum(v for k, v in counts.items() if k != "read")
+
+
+def test_the_plan_goes_smallest_n_first_over_every_task_and_system():
+    runs = fewshot.plan(["sst2", "trec"], [32, 8], [0, 1], ["setfit", "plain", "ours-zeroshot", "setfit-zeroshot"])
+    ns = [run.n for run in runs]
+    assert ns == sorted(ns) and ns[0] == 0
+    first_n8 = [(run.task.key, run.system.key) for run in runs if run.n == 8]
+    assert set(first_n8) == {(t, s) for t in ("sst2", "trec") for s in ("setfit", "plain")}
+    assert ns.index(32) == len([n for n in ns if n < 32])
