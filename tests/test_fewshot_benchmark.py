@@ -448,3 +448,16 @@ def test_the_plan_goes_smallest_n_first_over_every_task_and_system():
     first_n8 = [(run.task.key, run.system.key) for run in runs if run.n == 8]
     assert set(first_n8) == {(t, s) for t in ("sst2", "trec") for s in ("setfit", "plain")}
     assert ns.index(32) == len([n for n in ns if n < 32])
+
+
+def test_fewer_seeds_than_planned_is_never_a_met_target():
+    records = [_record("setfit", "sst2", 8, 0, 60.0), _record("ours-contrastive", "sst2", 8, 0, 80.0),
+               _record("setfit-zeroshot", "sst2", 0, 0, 70.0), _record("ours-zeroshot", "sst2", 0, 0, 71.0),
+               _record("plain", "sst2", 8, 0, 60.0)]
+    lines = "\n".join(fewshot.targets(fewshot.cells(records)))
+    assert "**met**" not in lines
+    assert "above both zero-shot rows and SetFit: **met so far** (best of our two rows 80.0 (1 seed)" in lines
+    assert "some with fewer than 5 seeds" in lines
+    # a deterministic zero-shot row is complete with its one run
+    assert fewshot.full(fewshot.cells(records)[("sst2", "ours-zeroshot", 0)])
+    assert not fewshot.full(fewshot.cells(records)[("sst2", "setfit-zeroshot", 0)])
