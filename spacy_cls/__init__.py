@@ -6,7 +6,8 @@ from .data import readers  # noqa: F401  (registered corpus readers; spaCy-only 
 from .pipeline.extensions import CLS_VECTOR, install_extensions
 
 __version__ = "0.1.0"
-__all__ = ["CLS_VECTOR", "ClsClassifier", "ClsClassifierMultilabel", "install_extensions"]
+__all__ = ["CLS_VECTOR", "ClsClassifier", "ClsClassifierMultilabel", "install_extensions", "load_checked",
+           "train_distributed"]
 
 # The components pull in torch, transformers and spacy-transformers (seconds to import).
 # They load on first use: spaCy finds the factories and architectures through this
@@ -15,6 +16,8 @@ __all__ = ["CLS_VECTOR", "ClsClassifier", "ClsClassifierMultilabel", "install_ex
 _LAZY = {
     "ClsClassifier": (".pipeline.component", "ClsClassifier"),
     "ClsClassifierMultilabel": (".pipeline.component", "ClsClassifierMultilabel"),
+    "load_checked": (".models.safe_load", "load_checked"),
+    "train_distributed": (".distributed.launch", "train_distributed"),
 }
 
 

@@ -125,6 +125,9 @@ class GradientSync:
     def sync(self, local_weight: float) -> None:
         """Replace each gradient by the sum over ranks of `local_weight` x the rank's
         gradient (the global mean when local_weight is the rank's share of the batch)."""
+        self.calls += 1
+        if dist.get_world_size(self.group) == 1:
+            return  # one rank: its gradients are the global ones (and its weight is 1)
         start = time.perf_counter()
         for bucket in self.buckets:
             flat = torch.zeros(bucket.size + len(bucket.weights), dtype=torch.float32, device=self.device)
@@ -142,7 +145,6 @@ class GradientSync:
                     weight.set_grad(flat[offset:offset + weight.size])
                 offset += weight.size
         self.seconds += time.perf_counter() - start
-        self.calls += 1
 
     def broadcast_weights(self, source: int = 0) -> None:
         for bucket in self.buckets:
