@@ -6,13 +6,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ModelArg, TextsArg, FileOpt, BatchOpt, GpuOpt, CheckOpt, load_pipeline, read_texts, fail
+from .common import (
+    BatchOpt, CheckOpt, FileOpt, GpuOpt, InputFormatOpt, ModelArg, TextColOpt, TextsArg, fail, load_pipeline, read_texts,
+)
 
 
 def explain_command(
     model: ModelArg,
     texts: TextsArg = None,
     file: FileOpt = None,
+    text_col: TextColOpt = "text",
+    input_format: InputFormatOpt = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML page to write.")] = Path("explain.html"),
     component: Annotated[Optional[str], typer.Option(help="Name of the cls_classifier component; default: the first.")] = None,
     batch_size: BatchOpt = 32,
@@ -31,7 +35,7 @@ def explain_command(
         fail(str(e))
     if is_onnx_encoder(pipe.encoder):
         fail(str(refuse_attention(pipe.name, nlp.meta)))
-    docs = list(nlp.pipe(read_texts(texts, file), batch_size=batch_size))
+    docs = list(nlp.pipe(read_texts(texts, file, text_col=text_col, input_format=input_format), batch_size=batch_size))
     cls_attention(pipe, docs, batch_size=batch_size)
     threshold = pipe.cfg.get("threshold") if pipe.model.attrs.get("multi_label") else None
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -222,3 +222,14 @@ def test_classify_file_takes_the_text_column_and_format_options(en_pipeline, tmp
     result = invoke("classify", en_pipeline, "--file", path, "--text-col", "body", "--input-format", "jsonl")
     assert result.exit_code == 0, result.output
     assert "] good film" in result.output and "] bad food" in result.output and "not this" not in result.output
+
+
+def test_explain_file_takes_the_text_column_and_format_options(en_pipeline, tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text('label,body\nPOS,"good, very good film"\nNEG,bad food\n', encoding="utf8")
+    page = tmp_path / "page.html"
+    result = invoke("explain", en_pipeline, "--file", path, "--text-col", "body", "-o", page)
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf8")
+    assert "Wrote" in result.output and "(2 docs)" in result.output
+    assert "POS," not in html and "label" not in result.output
