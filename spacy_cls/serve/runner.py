@@ -60,6 +60,11 @@ def _build_server(pipeline, settings: ServeSettings, served: Optional[ServedPipe
             if service.state == "ready":
                 service.state = "draining"
             super().handle_exit(sig, frame)
+            # uvicorn raises the signal again once it has shut down, which would end the
+            # process with -SIGTERM after a clean drain; a drained service exits 0.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list) and sig == signal.SIGTERM:
+                captured.clear()
 
     server = _Server(config)
     server_box.append(server)
