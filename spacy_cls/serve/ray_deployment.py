@@ -4,9 +4,10 @@ micro-batching, metrics) behind the same FastAPI app. Ray Serve's proxy listens 
 --host/--port (127.0.0.1 by default) and spreads requests over the replicas.
 
 A replica that dies is replaced by Ray Serve's controller. The requests it held are
-not retried by the service (a batch may have been half run): Ray Serve answers them
-with a 5xx, and clients retry on it as on a 503. /metrics answers for the replica
-that took the request."""
+not retried by the service (a batch may have been half run): Ray Serve's proxy
+answers them with 500 (the replica died) or, at the latest --timeout + 5 s after
+they arrived, 408; clients retry on those as on a 503. /metrics answers for the
+replica that took the request."""
 from __future__ import annotations
 
 import re
@@ -20,6 +21,7 @@ from .served import ServedPipeline, usable_cpus
 from .settings import ServeSettings, bind_socket
 
 APP_NAME = "spacy_cls"
+PROXY_GRACE_S = 5.0
 # The replica's service: one replica per Ray worker process.
 _SERVICE: dict = {}
 
@@ -96,7 +98,8 @@ def deploy(pipeline: Union[str, Path], settings: ServeSettings) -> str:
     probe = bind_socket(settings.host, settings.port)  # a port in use is refused before Serve starts
     port = probe.getsockname()[1]
     probe.close()
-    serve.start(http_options={"host": settings.host, "port": port})
+    # The proxy's own bound: a request held by a replica that died is answered too.
+    serve.start(http_options={"host": settings.host, "port": port, "request_timeout_s": settings.timeout + PROXY_GRACE_S})
     serve.run(build_deployment(pipeline, settings), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings.host}:{port}"
 
