@@ -3,8 +3,12 @@ word-piece budget and a maximum wait, each batch length-sorted and run in one wo
 thread, so the event loop keeps answering while the model runs.
 
 Admission counts texts, whatever the request's shape: a request whose texts do not
-all fit in the queue is refused whole (`QueueFull`), never partly queued. Each text
-carries its own future, so every request gets exactly its own answers back."""
+all fit in the queue is refused whole (`QueueFull`), never partly queued. It is also
+refused when the texts ahead of it would take longer than `max_queue_ms` to run, as
+estimated from the recent rate (by default: AUTO_QUEUE_BATCHES batch times), so that
+under overload the accepted requests keep a bounded wait and the rest get 429 at
+once. Each text carries its own future, so every request gets exactly its own
+answers back."""
 from __future__ import annotations
 
 import asyncio
@@ -18,9 +22,15 @@ from typing import Callable, Deque, List, Optional, Sequence
 from .served import Outcome
 
 
+# Default bound on the estimated wait ahead of a new request, in batch times (and at
+# least AUTO_QUEUE_FLOOR_S).
+AUTO_QUEUE_BATCHES = 2.0
+AUTO_QUEUE_FLOOR_S = 0.5
+
+
 class QueueFull(Exception):
-    def __init__(self, retry_after: int, waiting: int, limit: int) -> None:
-        super().__init__(f"the queue holds {waiting} texts of at most {limit}; retry in {retry_after}s")
+    def __init__(self, retry_after: int, why: str) -> None:
+        super().__init__(f"{why}; retry in {retry_after}s")
         self.retry_after = retry_after
 
 
@@ -43,12 +53,13 @@ class MicroBatcher:
 
     def __init__(self, run_batch: Callable[[Sequence[str], Sequence[bool]], List[Outcome]],
                  count_pieces: Callable[[str], int], *, max_batch_tokens: int, max_wait_ms: float,
-                 max_queue_texts: int, metrics=None) -> None:
+                 max_queue_texts: int, max_queue_ms: Optional[float] = None, metrics=None) -> None:
         self.run_batch = run_batch
         self.count_pieces = count_pieces
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue_texts = max_queue_texts
+        self.max_queue_s = max_queue_ms / 1000.0 if max_queue_ms else None
         self.metrics = metrics
         self._queue: Deque[_Item] = collections.deque()
         self._arrived: Optional[asyncio.Event] = None
@@ -57,6 +68,7 @@ class MicroBatcher:
         self._stopping = False
         self.in_flight = 0  # texts in the running batch
         self._rate = 0.0  # texts per second, a moving average over batches
+        self._batch_s = 0.0  # seconds per batch, a moving average
 
     @property
     def waiting(self) -> int:
@@ -76,7 +88,19 @@ class MicroBatcher:
         if self._stopping:
             raise Stopped()
         if self.waiting + n_texts > self.max_queue_texts:
-            raise QueueFull(self.retry_after(), self.waiting, self.max_queue_texts)
+            raise QueueFull(self.retry_after(), f"the queue holds {self.waiting} texts of at most {self.max_queue_texts}")
+        ahead = self.waiting + self.in_flight
+        if ahead and self._rate > 0:
+            expected = ahead / self._rate
+            limit = self.max_queue_s or max(AUTO_QUEUE_FLOOR_S, AUTO_QUEUE_BATCHES * self._batch_s)
+            if expected > limit:
+                raise QueueFull(self.retry_after(), f"the {ahead} texts ahead would take about {expected:.2f}s, "
+                                                    f"over the queue's bound of {limit:.2f}s")
+
+    def seed_rate(self, texts: int, seconds: float) -> None:
+        """Start the rate estimate from a measured run (the warm-up)."""
+        if texts and seconds > 0 and self._rate == 0:
+            self._rate, self._batch_s = texts / seconds, seconds
 
     async def classify(self, texts: Sequence[str], vectors: bool, costs: Sequence[int]) -> List[Outcome]:
         """Queue the texts (all or none) and wait for their outcomes, in order. The
@@ -177,6 +201,7 @@ class MicroBatcher:
         elapsed = max(time.monotonic() - started, 1e-6)
         rate = len(batch) / elapsed
         self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
+        self._batch_s = elapsed if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * elapsed
         if self.metrics is not None:
             self.metrics.observe_batch(len(batch), sum(item.cost for item in batch), elapsed)
         for item, outcome in zip(batch, outcomes):

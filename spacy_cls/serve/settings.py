@@ -10,7 +10,7 @@ from typing import List, Optional
 # Word pieces a batch holds when --max-batch-tokens is not given: at least this, and
 # never less than the model's maximum length (one longest text must fit).
 DEFAULT_BATCH_TOKENS = 4096
-DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_MAX_WAIT_MS = 2.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -27,6 +27,8 @@ class ServeSettings:
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     # Texts waiting for a batch, from all requests together; past it: 429.
     max_queue_texts: int = 2048
+    # Estimated wait ahead of a request past which it gets 429; None: two batch times.
+    max_queue_ms: Optional[float] = None
     # Per request: texts, characters per text, body bytes; past them: 413.
     max_texts_per_request: int = 256
     max_text_chars: int = 100_000
@@ -63,6 +65,9 @@ def check_settings(s: ServeSettings) -> None:
         problems.append(f"--max-wait-ms {s.max_wait_ms}: must be 0 (no waiting) or more.")
     elif s.max_wait_ms / 1000.0 >= s.timeout > 0:
         problems.append(f"--max-wait-ms {s.max_wait_ms} is not below --timeout {s.timeout}s: every request would time out.")
+    if s.max_queue_ms is not None and not (isinstance(s.max_queue_ms, (int, float)) and s.max_queue_ms > 0):
+        problems.append(f"--max-queue-ms {s.max_queue_ms}: give a number of milliseconds above 0, or leave it out "
+                        f"for the default (two batch times).")
     if s.threads is not None and s.threads < 1:
         problems.append(f"--threads {s.threads}: give 1 or more, or leave it out to use the CPUs this process may run on.")
     if s.warmup_texts < 0:

@@ -25,6 +25,7 @@ def _batcher(recorder, **options):
     options.setdefault("max_batch_tokens", 10)
     options.setdefault("max_wait_ms", 20)
     options.setdefault("max_queue_texts", 1000)
+    options.setdefault("max_queue_ms", 60_000)
     return MicroBatcher(recorder, len, **options)
 
 
