@@ -11,6 +11,8 @@ replica that took the request."""
 from __future__ import annotations
 
 import re
+import signal
+import threading
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -106,8 +108,6 @@ def deploy(pipeline: Union[str, Path], settings: ServeSettings) -> str:
 
 def run_on_ray(pipeline: Union[str, Path], settings: ServeSettings,
                on_listening: Optional[Callable[[str], None]] = None) -> None:
-    from .runner import wait_for_stop_signal
-
     bind_socket(settings.host, settings.port).close()
     started = start_ray(settings)
     try:
@@ -123,3 +123,15 @@ def run_on_ray(pipeline: Union[str, Path], settings: ServeSettings,
                 import ray
 
                 ray.shutdown()
+
+
+def wait_for_stop_signal() -> None:
+    """Block until SIGTERM or SIGINT (main thread only)."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -6,9 +6,7 @@ holds (the batcher finishes every queued text), and exits; requests still unansw
 after --timeout plus a grace period are cut off."""
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -17,7 +15,6 @@ from .app import Service, create_app
 from .served import ServedPipeline
 from .settings import ServeSettings, SettingsError, bind_socket, check_settings
 
-log = logging.getLogger("spacy_cls.serve")
 GRACE_S = 5.0
 
 
@@ -127,20 +124,3 @@ class BackgroundServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def wait_for_stop_signal() -> None:
-    """Block until SIGTERM or SIGINT (main thread only)."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def main_echo(message: str) -> None:
-    print(message, flush=True)
-    sys.stdout.flush()

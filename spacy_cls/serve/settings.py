@@ -4,7 +4,7 @@ that need the loaded pipeline (`check_against_pipeline`)."""
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
 # Word pieces a batch holds when --max-batch-tokens is not given: at least this, and
@@ -45,7 +45,6 @@ class ServeSettings:
     address: Optional[str] = None
     cpus_per_replica: Optional[float] = None
     allow_remote: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def check_settings(s: ServeSettings) -> None:
