@@ -185,10 +185,16 @@ class Service:
         return {"results": results, "errors": errors}
 
     async def _costs(self, texts: List[str]) -> List[int]:
-        count = self.served.word_pieces
+        served = self.served
+
+        def cost(text: str) -> int:
+            try:
+                return served.word_pieces(text)
+            except Exception:  # noqa: BLE001  (the batch reports this text's error)
+                return served.max_length
 
         def all_costs() -> List[int]:
-            return [count(text) for text in texts]
+            return [cost(text) for text in texts]
 
         if sum(len(t) for t in texts) > OFF_LOOP_CHARS:
             return await asyncio.to_thread(all_costs)
@@ -220,6 +226,9 @@ def _parse(body: bytes) -> ClassifyRequest:
         data = json.loads(body)
     except UnicodeDecodeError as e:
         raise HttpError(422, f"the body is not UTF-8 JSON: {e}", reason="invalid") from None
+    except RecursionError:
+        raise HttpError(422, "the body's JSON is nested too deeply: send {\"texts\": [\"...\"], \"vectors\": false}.",
+                        reason="invalid") from None
     except json.JSONDecodeError as e:
         what = "the body is empty" if not body.strip() else f"the body is not JSON: {e.msg} at line {e.lineno} column {e.colno}"
         raise HttpError(422, f"{what}. Send {{\"texts\": [\"...\"], \"vectors\": false}}.", reason="invalid") from None

@@ -41,11 +41,36 @@ def _post(server, content: bytes, headers=None):
     (b'{"texts": ["a"], "vectors": "yes"}', "vectors: a JSON string"),
     (b'{"texts": ["a"], "vectors": 1}', "vectors: a JSON number"),
     (b'{"texts": []}', "texts is empty"),
+    (b'{"texts": ["a"], "vectors": NaN}', "vectors: a JSON number"),
+    (b'{"texts": ["a"], "vectors": null}', "vectors: a JSON null"),
+    (b'{"texts": ["a"], "texts2": ["b"], "extra": 1}', "extra: unknown field"),
 ])
 def test_malformed_json_and_wrong_types_get_422_with_the_reason(server, body, says):
     r = _post(server, body)
     assert r.status_code == 422, r.text
     assert says in r.json()["error"]
+
+
+def test_json_nested_too_deeply_is_422_not_a_crash():
+    from spacy_cls.serve.app import HttpError, _parse
+
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"):
+        with pytest.raises(HttpError) as e:
+            _parse(body)
+        assert e.value.status == 422 and "nested too deeply" in e.value.message
+
+
+def test_a_text_the_tokenizer_cannot_count_is_that_texts_error(server, monkeypatch):
+    served = server.service.served
+
+    def broken(text):
+        if "count me not" in text:
+            raise RuntimeError("cannot count")
+        return type(served).word_pieces(served, text)
+
+    monkeypatch.setattr(served, "word_pieces", broken)
+    r = _post(server, json.dumps({"texts": ["fine", "count me not"]}).encode())
+    assert r.status_code == 200 and r.json()["errors"] == 0  # counted as a full-length text, then classified
 
 
 def test_limits_give_413(server):

@@ -278,6 +278,14 @@ def _status(url):
         return None
 
 
+def test_torch_runs_on_the_cpus_this_process_may_use(en_server):
+    import os
+
+    import torch
+
+    assert torch.get_num_threads() == len(os.sched_getaffinity(0))
+
+
 def test_info_metrics_and_openapi(en_server, en_nlp):
     info = httpx.get(en_server.url + "/v1/info").json()
     assert info["components"][0]["labels"] == list(en_nlp.get_pipe("cls_classifier").labels)
