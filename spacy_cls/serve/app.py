@@ -93,19 +93,14 @@ class Service:
         served = self.loader()
         self.max_batch_tokens = check_against_pipeline(
             self.settings, served.max_length, served.long_text, served.max_windows)
-        warm_seconds, texts = 0.0, []
         if self.settings.warmup_texts:
             texts = [WARMUP_TEXT * (1 + i % 4) for i in range(self.settings.warmup_texts)]
-            served.classify(texts, [i == 0 for i in range(len(texts))])  # the first run loads lazily: not timed
-            started = time.monotonic()
-            served.classify(texts, [False] * len(texts))
-            warm_seconds = time.monotonic() - started
+            served.classify(texts, [i == 0 for i in range(len(texts))])
         self.served = served
         self.batcher = MicroBatcher(
             served.classify, served.word_pieces, max_batch_tokens=self.max_batch_tokens,
             max_wait_ms=self.settings.max_wait_ms, max_queue_texts=self.settings.max_queue_texts,
             max_queue_ms=self.settings.max_queue_ms, metrics=self.metrics)
-        self.batcher.seed_rate(len(texts), warm_seconds)
         self.state = "ready"
         self.metrics.ready.set(1)
         log.info("spacy_cls serve: ready (budget %d word pieces a batch)", self.max_batch_tokens)

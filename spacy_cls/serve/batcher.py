@@ -5,7 +5,7 @@ thread, so the event loop keeps answering while the model runs.
 Admission counts texts, whatever the request's shape: a request whose texts do not
 all fit in the queue is refused whole (`QueueFull`), never partly queued. It is also
 refused when the texts ahead of it would take longer than `max_queue_ms` to run, as
-estimated from the recent rate (by default: AUTO_QUEUE_BATCHES batch times), so that
+estimated from the recent batches (by default: AUTO_QUEUE_BATCHES batch times), so that
 under overload the accepted requests keep a bounded wait and the rest get 429 at
 once. Each text carries its own future, so every request gets exactly its own
 answers back."""
@@ -23,9 +23,10 @@ from .served import Outcome
 
 
 # Default bound on the estimated wait ahead of a new request, in batch times (and at
-# least AUTO_QUEUE_FLOOR_S).
-AUTO_QUEUE_BATCHES = 2.0
-AUTO_QUEUE_FLOOR_S = 0.5
+# least AUTO_QUEUE_FLOOR_S); applied once MEASURED_BATCHES batches gave a rate.
+AUTO_QUEUE_BATCHES = 3.0
+AUTO_QUEUE_FLOOR_S = 1.0
+MEASURED_BATCHES = 3
 
 
 class QueueFull(Exception):
@@ -69,6 +70,7 @@ class MicroBatcher:
         self.in_flight = 0  # texts in the running batch
         self._rate = 0.0  # texts per second, a moving average over batches
         self._batch_s = 0.0  # seconds per batch, a moving average
+        self._batches = 0
 
     @property
     def waiting(self) -> int:
@@ -90,17 +92,12 @@ class MicroBatcher:
         if self.waiting + n_texts > self.max_queue_texts:
             raise QueueFull(self.retry_after(), f"the queue holds {self.waiting} texts of at most {self.max_queue_texts}")
         ahead = self.waiting + self.in_flight
-        if ahead and self._rate > 0:
+        if ahead and self._batches >= MEASURED_BATCHES and self._rate > 0:
             expected = ahead / self._rate
             limit = self.max_queue_s or max(AUTO_QUEUE_FLOOR_S, AUTO_QUEUE_BATCHES * self._batch_s)
             if expected > limit:
                 raise QueueFull(self.retry_after(), f"the {ahead} texts ahead would take about {expected:.2f}s, "
                                                     f"over the queue's bound of {limit:.2f}s")
-
-    def seed_rate(self, texts: int, seconds: float) -> None:
-        """Start the rate estimate from a measured run (the warm-up)."""
-        if texts and seconds > 0 and self._rate == 0:
-            self._rate, self._batch_s = texts / seconds, seconds
 
     async def classify(self, texts: Sequence[str], vectors: bool, costs: Sequence[int]) -> List[Outcome]:
         """Queue the texts (all or none) and wait for their outcomes, in order. The
@@ -202,6 +199,7 @@ class MicroBatcher:
         rate = len(batch) / elapsed
         self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
         self._batch_s = elapsed if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * elapsed
+        self._batches += 1
         if self.metrics is not None:
             self.metrics.observe_batch(len(batch), sum(item.cost for item in batch), elapsed)
         for item, outcome in zip(batch, outcomes):
