@@ -11,6 +11,7 @@ from .init_config import init_config_command
 from .optimize import optimize_command
 from .plots import plot_confusion_command, plot_training_command, plot_vectors_command
 from .rank import rank_uncertain_command
+from .serve import serve_command
 from .train import train_command
 from .tune import tune_command
 
@@ -39,5 +40,6 @@ app.command("plot-confusion")(plot_confusion_command)
 app.command("plot-vectors")(plot_vectors_command)
 app.command("tune")(tune_command)
 app.command("rank-uncertain")(rank_uncertain_command)
+app.command("serve")(serve_command)
 app.command("cv", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(cv_command)
 app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train_command)

@@ -1,0 +1,120 @@
+"""The batcher alone (no HTTP, no model): batches cut by the word-piece budget and
+the wait, length-sorted, every caller its own outcomes in order, all-or-none admission."""
+import asyncio
+import random
+
+import pytest
+
+from spacy_cls.serve.batcher import MicroBatcher, QueueFull
+from spacy_cls.serve.served import Outcome
+
+
+class Recorder:
+    def __init__(self, fail_on=None):
+        self.batches = []
+        self.fail_on = fail_on
+
+    def __call__(self, texts, vectors):
+        self.batches.append(list(texts))
+        if self.fail_on is not None and self.fail_on in texts:
+            raise RuntimeError("boom")
+        return [Outcome(result={"echo": text}) for text in texts]
+
+
+def _batcher(recorder, **options):
+    options.setdefault("max_batch_tokens", 10)
+    options.setdefault("max_wait_ms", 20)
+    options.setdefault("max_queue_texts", 1000)
+    options.setdefault("max_queue_ms", 60_000)
+    return MicroBatcher(recorder, len, **options)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_callers_get_their_own_outcomes_and_batches_keep_the_budget(seed):
+    rng = random.Random(seed)
+    recorder = Recorder()
+
+    async def main():
+        b = _batcher(recorder, max_batch_tokens=30)
+        requests = [[("x" * rng.randint(1, 12)) + f"{r}.{i}" for i in range(rng.randint(1, 5))] for r in range(30)]
+
+        async def one(texts):
+            await asyncio.sleep(rng.random() / 100)
+            return texts, await b.classify(texts, False, [len(t) for t in texts])
+
+        answers = await asyncio.gather(*(one(texts) for texts in requests))
+        await b.drain()
+        return answers
+
+    for texts, outcomes in asyncio.run(main()):
+        assert [o.result["echo"] for o in outcomes] == texts
+    for batch in recorder.batches:
+        assert len(batch) == 1 or sum(map(len, batch)) <= 30  # a text over the budget goes alone
+        assert [len(t) for t in batch] == sorted(len(t) for t in batch)
+    assert any(len(batch) > 1 for batch in recorder.batches)
+
+
+def test_the_wait_fills_batches_and_a_full_budget_does_not_wait():
+    recorder = Recorder()
+
+    async def main():
+        b = _batcher(recorder, max_batch_tokens=100, max_wait_ms=200)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(*(b.classify([f"t{i}"], False, [50]) for i in range(2)))
+        full = loop.time() - started
+        started = loop.time()
+        await b.classify(["alone"], False, [5])
+        waited = loop.time() - started
+        await b.drain()
+        return full, waited
+
+    full, waited = asyncio.run(main())
+    assert recorder.batches[0] == ["t0", "t1"] and full < 0.15
+    assert 0.15 <= waited < 2
+
+
+def test_admission_is_all_or_none_and_counts_texts():
+    async def main():
+        b = _batcher(Recorder(), max_queue_texts=4, max_wait_ms=500, max_batch_tokens=10**6)
+        first = asyncio.ensure_future(b.classify(["a", "b", "c"], False, [1, 1, 1]))
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull) as e:
+            await b.classify(["d", "e"], False, [1, 1])
+        assert e.value.retry_after >= 1 and b.waiting == 3
+        single = await b.classify(["d"], False, [1])
+        await first
+        await b.drain()
+        return single
+
+    assert asyncio.run(main())[0].result == {"echo": "d"}
+
+
+def test_a_failing_batch_answers_each_of_its_texts_with_the_error():
+    recorder = Recorder(fail_on="bad")
+
+    async def main():
+        b = _batcher(recorder, max_wait_ms=50)
+        results = await asyncio.gather(b.classify(["bad"], False, [1]), b.classify(["good"], False, [1]))
+        after = await b.classify(["later"], False, [1])
+        await b.drain()
+        return results, after
+
+    (bad, good), after = asyncio.run(main())
+    assert "boom" in bad[0].error and "boom" in good[0].error
+    assert after[0].result == {"echo": "later"}
+
+
+def test_cancelled_callers_are_dropped_before_their_batch():
+    recorder = Recorder()
+
+    async def main():
+        b = _batcher(recorder, max_wait_ms=100, max_batch_tokens=10**6)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(b.classify(["gone"], False, [1]), timeout=0.01)
+        kept = await b.classify(["kept"], False, [1])
+        await b.drain()
+        return kept
+
+    assert asyncio.run(main())[0].result == {"echo": "kept"}
+    assert all("gone" not in batch for batch in recorder.batches)
