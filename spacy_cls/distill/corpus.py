@@ -99,20 +99,6 @@ class TeacherCorpus:
                  cache_dir: Optional[Path], batch_size: int, limit: int, report: Optional[Path]) -> None:
         check_temperature(temperature)
         check_alpha(alpha)
-        if teacher is None and scores is None:
-            raise ValueError(
-                "spacy_cls.TeacherCorpus.v1 needs a teacher: the pipeline folder (teacher = ...), or the output "
-                "of `python -m spacy_cls apply` on the texts (scores = ...)."
-            )
-        if texts is None and gold is None:
-            raise ValueError("spacy_cls.TeacherCorpus.v1 reads nothing: give texts = ... (unlabelled), a gold corpus, or both.")
-        if gold is not None and teacher is None and alpha > 0:
-            raise ValueError(
-                "The gold texts need the teacher's scores, and apply output (scores = ...) covers the unlabelled "
-                "texts only: give teacher = the pipeline folder as well, or alpha = 0 (gold cats alone on gold texts)."
-            )
-        if scores is not None and texts is None:
-            raise ValueError("scores = ... (apply output) gives the scores of texts = ...: name the texts that apply read.")
         self.teacher_path = teacher
         self.texts = texts
         self.text_col = text_col
@@ -129,6 +115,25 @@ class TeacherCorpus:
         self.report: Optional[TeacherReport] = None
         self._examples: Optional[List[Tuple[str, Dict[str, float]]]] = None
 
+    def check_sources(self) -> None:
+        """What the corpus reads, checked when it is first read (a config may leave the
+        paths null until `spacy train` is given them)."""
+        if self.teacher_path is None and self.scores_path is None:
+            raise ValueError(
+                "spacy_cls.TeacherCorpus.v1 needs a teacher: the pipeline folder (teacher = ...), or the output "
+                "of `python -m spacy_cls apply` on the texts (scores = ...); with the shipped configs, "
+                "--paths.teacher training/teacher/model-best."
+            )
+        if self.texts is None and self.gold is None:
+            raise ValueError("spacy_cls.TeacherCorpus.v1 reads nothing: give texts = ... (unlabelled), a gold corpus, or both.")
+        if self.gold is not None and self.teacher_path is None and self.alpha > 0:
+            raise ValueError(
+                "The gold texts need the teacher's scores, and apply output (scores = ...) covers the unlabelled "
+                "texts only: give teacher = the pipeline folder as well, or alpha = 0 (gold cats alone on gold texts)."
+            )
+        if self.scores_path is not None and self.texts is None:
+            raise ValueError("scores = ... (apply output) gives the scores of texts = ...: name the texts that apply read.")
+
     def __call__(self, nlp: Language) -> Iterator[Example]:
         if self._examples is None:
             self._examples = self.targets(nlp)
@@ -137,6 +142,7 @@ class TeacherCorpus:
 
     def targets(self, nlp: Language) -> List[Tuple[str, Dict[str, float]]]:
         """(text, soft cats) of every example, in order: gold texts, then unlabelled ones."""
+        self.check_sources()
         report = TeacherReport()
         seen: Dict[str, str] = {}
 

@@ -196,7 +196,7 @@ def test_apply_output_of_another_teacher_is_refused(en_pipeline, multilabel_pipe
 def test_settings_that_cannot_work_are_refused(settings, match):
     settings = {"texts": "t.jsonl", **settings} if "texts" not in settings and settings.get("teacher") else settings
     with pytest.raises(ValueError, match=match):
-        create_teacher_corpus(**settings)
+        create_teacher_corpus(**settings).targets(spacy.blank("en"))
 
 
 def test_a_missing_teacher_folder_says_what_to_give(tmp_path):
