@@ -141,3 +141,14 @@ def test_convert_command_score_columns(tmp_path):
 
 def test_reader_and_components_share_the_sum_tolerance():
     assert SOFT_SUM_TOLERANCE == COMPONENT_TOLERANCE
+
+
+@pytest.mark.parametrize("records,multi", [
+    ([{"text": "a b", "cats": {"POS": 0.7, "NEG": 0.3}}, {"text": "c d", "label": "POS"}], False),
+    ([{"text": "a b", "cats": {"POS": 0.7, "NEG": 0.7}}, {"text": "c d", "label": "POS"}], True),
+])
+def test_init_config_survey_tells_exclusive_soft_labels_from_multilabel(tmp_path, records, multi):
+    from spacy_cls.data.init_config import survey
+
+    source = write_jsonl(tmp_path / "train.jsonl", records)
+    assert survey(source, ReaderSpec(format="jsonl")).multi_label is multi
