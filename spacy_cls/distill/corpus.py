@@ -209,6 +209,8 @@ class TeacherCorpus:
         examples += [(text, mix(self._soft(probs[text], multi_label), None, labels, self.alpha, multi_label=multi_label))
                      for _, text in text_rows]
         report.examples = len(examples)
+        if teacher is not None:
+            teacher.cache.close()
         self.report = report
         self._log(report)
         return examples

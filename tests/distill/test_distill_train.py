@@ -62,3 +62,15 @@ def test_distill_configs_name_the_teacher_and_the_student_depth(name):
     assert train_corpus["@readers"] == "spacy_cls.TeacherCorpus.v1"
     assert train_corpus["gold"]["@readers"] == "spacy_cls.LabelledTextCorpus.v1"
     assert config["components"]["cls_classifier"]["model"]["layers"] == (3 if name.startswith("en") else 2)
+
+
+def test_the_reader_is_an_entry_point_of_the_package():
+    """`spacy train` finds the reader without --code once the package is installed."""
+    import importlib
+    import tomllib
+
+    from spacy.util import registry
+
+    readers = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))["project"]["entry-points"]["spacy_readers"]
+    module, _, function = readers["spacy_cls.TeacherCorpus.v1"].partition(":")
+    assert getattr(importlib.import_module(module), function) is registry.get("readers", "spacy_cls.TeacherCorpus.v1")

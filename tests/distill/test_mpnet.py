@@ -97,3 +97,25 @@ def test_mpnet_onnx_export_gives_the_same_outputs(tiny_mpnet, tmp_path, pooling)
         t, o = torch_nlp(text), onnx_nlp(text)
         numpy.testing.assert_allclose(o._.cls_vector, t._.cls_vector, atol=1e-4, rtol=1e-3)
         assert o.cats == pytest.approx(t.cats, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_the_real_all_mpnet_base_v2(tmp_path):
+    """With SPACY_CLS_MPNET naming the folder benchmarks/setup_mpnet.sh assembles."""
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("SPACY_CLS_MPNET")
+    if not folder or not (Path(folder) / "config.json").is_file():
+        pytest.skip("set SPACY_CLS_MPNET to the all-mpnet-base-v2 folder (benchmarks/setup_mpnet.sh)")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("cls_classifier", config={"model": {"name": folder, "layers": 6}})
+    examples = [Example.from_dict(nlp.make_doc(t), {"cats": gold_cats(label, ["POS", "NEG"])})
+                for t, label in EXCLUSIVE["en"]]
+    nlp.initialize(lambda: examples)
+    encoder = nlp.get_pipe("cls_classifier").encoder
+    assert encoder.attrs["max_length"] == 512 and encoder.attrs["kept_layers"] == [0, 2, 4, 6, 8, 10]
+    assert uses_cls_only(encoder)
+    nlp.update(examples, sgd=Adam(2e-5))
+    nlp.to_disk(tmp_path / "p")
+    assert spacy.load(tmp_path / "p")("a fine film").cats == pytest.approx(nlp("a fine film").cats, abs=1e-5)
