@@ -41,7 +41,8 @@ def read_apply_scores(out_dir: Path) -> Tuple[List[str], bool, Dict[str, numpy.n
         ids = table.column("id").to_pylist()
         matrix = numpy.stack([table.column(SCORE_PREFIX + n).to_numpy(zero_copy_only=False) for n in names], axis=1)
         for ident, row in zip(ids, matrix.astype("float64")):
-            scores[str(ident)] = row
+            # an id on several rows cannot say which scores are whose: NaN makes it a rejection
+            scores[str(ident)] = numpy.full(len(names), numpy.nan) if str(ident) in scores else row
     return labels, multi_label, scores
 
 

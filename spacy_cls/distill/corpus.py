@@ -19,7 +19,6 @@ from spacy.language import Language
 from spacy.training import Example
 from spacy.util import registry
 
-from ..data.records import describe_rejected, Rejected
 from .apply_scores import read_apply_scores, score_problem
 from .cache import folder_fingerprint, open_cache
 from .targets import check_alpha, check_temperature, mix, soften
@@ -29,6 +28,8 @@ logger = logging.getLogger("spacy_cls")
 
 # Texts the teacher scores between two writes to the cache.
 SCORE_CHUNK = 1024
+# Rejected texts named in the warning (`report` lists them all).
+SHOWN_REJECTED = 5
 
 
 @dataclass
@@ -173,11 +174,17 @@ class TeacherCorpus:
             elif accept(ident, eg.reference.text):
                 gold_rows.append((eg.reference.text, cats))
         text_rows: List[Tuple[str, str]] = []
+        ids_seen: Dict[str, str] = {}
         if self.texts is not None:
             for ident, text, problem in read_texts(self.texts, self.text_col, self.id_col):
                 if self.limit and report.texts_read >= self.limit:
                     break
                 report.texts_read += 1
+                if ident in ids_seen:
+                    # apply output is joined by id: two rows with one id would get the same scores
+                    reject(ident, f"the id {ident!r} is given to an earlier row too ({ids_seen[ident]}); ids must be unique")
+                    continue
+                ids_seen[ident] = f"row {report.texts_read}"
                 if problem:
                     reject(ident, problem)
                 elif accept(ident, text):
@@ -243,10 +250,11 @@ class TeacherCorpus:
             report.examples, report.scored_by_teacher, report.from_cache, report.from_apply_output,
         )
         if report.rejected:
-            shown = [Rejected(0, f"{r['id']}: {r['reason']}", "") for r in report.rejected]
+            shown = "; ".join(f"{r['id']}: {r['reason']}" for r in report.rejected[:SHOWN_REJECTED])
+            more = len(report.rejected) - SHOWN_REJECTED
             logger.warning(
-                "TeacherCorpus: skipped %d rejected texts of %d: %s", len(report.rejected), read,
-                describe_rejected(shown).replace("line 0: ", ""),
+                "TeacherCorpus: skipped %d rejected texts of %d: %s%s", len(report.rejected), read, shown,
+                f" (and {more} more{'; all in ' + str(self.report_path) if self.report_path else ''})" if more > 0 else "",
             )
 
 

@@ -202,3 +202,19 @@ def test_settings_that_cannot_work_are_refused(settings, match):
 def test_a_missing_teacher_folder_says_what_to_give(tmp_path):
     with pytest.raises(FileNotFoundError, match="model-best"):
         Teacher(tmp_path / "nothing", None, tmp_path / "cache", 8)
+
+
+def test_rows_that_share_an_id_are_rejected(en_pipeline, tmp_path):
+    from spacy_cls.scale import apply
+
+    texts = tmp_path / "texts.jsonl"
+    rows = [{"id": "a", "text": UNLABELLED[0]}, {"id": "b", "text": UNLABELLED[1]}, {"id": "a", "text": UNLABELLED[2]}]
+    texts.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf8")
+    corpus = create_teacher_corpus(teacher=en_pipeline, texts=str(texts), cache_dir=tmp_path / "cache")
+    assert len(list(corpus(spacy.blank("en")))) == 2
+    assert corpus.report.rejected[0]["id"] == "a" and "ids must be unique" in corpus.report.rejected[0]["reason"]
+    apply(en_pipeline, texts, tmp_path / "applied", progress=False)
+    corpus = create_teacher_corpus(scores=tmp_path / "applied", texts=str(texts))
+    assert [eg.reference.text for eg in corpus(spacy.blank("en"))] == [UNLABELLED[1]]
+    reasons = sorted(r["reason"] for r in corpus.report.rejected)
+    assert "ids must be unique" in reasons[1] and "not probabilities" in reasons[0]
