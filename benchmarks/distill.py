@@ -5,6 +5,7 @@
     python benchmarks/distill.py run --all            # every row, teachers first
     python benchmarks/distill.py report               # distill.md / distill.json from the finished rows
     python benchmarks/distill.py run --smoke --all    # the same code on tiny random models, a few steps
+    python benchmarks/distill.py speed                # docs/s of each student depth, before any training
 
 Rows (English, SST-2; Chinese, ChnSentiCorp):
 - teachers: all-mpnet-base-v2 (12 layers; `benchmarks/setup_mpnet.sh` installs it, or
@@ -367,9 +368,51 @@ def report(smoke: bool) -> Path:
     return write_results("distill", title, "\n".join(body), {"rows": results}, notes)
 
 
+def speed() -> Path:
+    """docs/s on the dev texts of MiniLM-L6 and m3e-small at full depth and as the
+    students' depths, untrained: a forward pass costs the same whatever the weights."""
+    import spacy
+    import torch
+    from spacy.training import Example
+
+    from spacy_cls.pipeline.optimize import optimize_pipeline
+
+    rows = []
+    for lang, name, depths in (("en", MINILM, (None, 3)), ("zh", M3E, (None, 2))):
+        texts = [text for text, _ in (read_sst2("dev") if lang == "en" else read_chnsenticorp("dev"))]
+        measured = {}
+        for layers in depths:
+            nlp = spacy.blank(lang)
+            settings = {"name": name, "layers": layers, "max_length": MAX_LENGTH[lang]}
+            if lang == "zh":
+                settings["tokenizer_config"] = {"do_lower_case": True}
+            nlp.add_pipe("cls_classifier", config={"model": settings})
+            examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"negative": float(i == 0), "positive": float(i == 1)}})
+                        for i, t in enumerate(texts[:2])]
+            nlp.initialize(lambda: examples)
+            depth = len(nlp.get_pipe("cls_classifier").encoder.shims[0]._model.encoder.layer)
+            torch_speed = docs_per_second(nlp, texts)
+            optimize_pipeline(nlp)
+            measured[depth] = (torch_speed, docs_per_second(nlp, texts))
+        full = max(measured)
+        for depth, (t, o) in sorted(measured.items(), reverse=True):
+            rows.append([lang, name, depth, f"{t:.0f}", f"{o:.0f}", f"{t / measured[full][0]:.2f}x",
+                         f"{o / measured[full][1]:.2f}x"])
+    header = ["lang", "checkpoint", "layers", "docs/s torch", "docs/s ONNX", "vs full depth (torch)",
+              "vs full depth (ONNX)"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    notes = (f"Load average at the end: {load:.1f} on {os.cpu_count()} CPUs (above the CPU count, other work shared "
+             f"them and the absolute figures are low; the ratios between depths are what this table is for). "
+             f"Dev texts of SST-2 (872, max_length {MAX_LENGTH['en']}) and ChnSentiCorp (1,200, max_length "
+             f"{MAX_LENGTH['zh']}); batch 64; median of {SPEED_REPEATS} passes after a warm-up; torch threads "
+             f"{torch.get_num_threads()}. Untrained heads: the speed of a forward pass does not depend on the weights.")
+    return write_results("distill_speed", "Distillation students: speed by depth", markdown_table(header, rows),
+                         {"rows": rows}, notes)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["list", "run", "report"])
+    parser.add_argument("action", choices=["list", "run", "report", "speed"])
     parser.add_argument("rows", nargs="*")
     parser.add_argument("--all", action="store_true", help="every row, teachers first")
     parser.add_argument("--smoke", action="store_true", help="tiny random models and a few steps (checks the code)")
@@ -380,6 +423,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
     if args.action == "report":
         print(report(args.smoke))
+        return
+    if args.action == "speed":
+        print(speed())
         return
     keys = list(ROWS) if args.all else args.rows
     unknown = [k for k in keys if k not in ROWS]
