@@ -119,3 +119,18 @@ def test_the_real_all_mpnet_base_v2(tmp_path):
     nlp.update(examples, sgd=Adam(2e-5))
     nlp.to_disk(tmp_path / "p")
     assert spacy.load(tmp_path / "p")("a fine film").cats == pytest.approx(nlp("a fine film").cats, abs=1e-5)
+
+
+def test_onnx_runtime_fuses_mpnet_layer_norms_and_gelu(tiny_mpnet, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from transformers import AutoModel
+
+    from spacy_cls.layers.onnx_export import export_graph
+    from spacy_cls.models.onnx import fuse_graph
+
+    model = AutoModel.from_pretrained(tiny_mpnet).eval()
+    export_graph(model, "cls", True, tmp_path / "exported.onnx")
+    assert fuse_graph(tmp_path / "exported.onnx", tmp_path / "fused.onnx", model)
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "fused.onnx")).graph.node}
+    assert {"SkipLayerNormalization", "BiasGelu"} <= ops and "LayerNormalization" not in ops
