@@ -148,3 +148,34 @@ def zh_pipeline(tiny_bert, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def multilabel_pipeline(tiny_bert, tmp_path_factory) -> Path:
     return _trained("multi", tiny_bert, tmp_path_factory, multilabel=True, steps=60)
+
+
+def write_tiny_mpnet(folder: Path, *, layers: int = 4, max_position: int = 64, seed: int = 0) -> Path:
+    """A random MPNet (relative position bias, RoBERTa-style position offset, no
+    token types) with the toy English vocabulary, as all-mpnet-base-v2 is built."""
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"] + PUNCT + ENGLISH_WORDS + PIECES
+    vocab += [chr(c) for c in range(ord("a"), ord("z") + 1) if chr(c) not in vocab]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf8")
+    tokenizer = MPNetTokenizerFast(vocab_file=str(folder / "vocab.txt"), unk_token="<unk>", do_lower_case=True)
+    tokenizer.model_max_length = max_position
+    tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(seed)
+    config = MPNetConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=max_position + 2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    MPNetModel(config).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet(tmp_path_factory) -> str:
+    return str(write_tiny_mpnet(tmp_path_factory.mktemp("tiny_mpnet")))

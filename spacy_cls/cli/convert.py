@@ -22,6 +22,16 @@ def parse_label_map(items: List[str]) -> Dict[str, str]:
     return mapping
 
 
+def parse_score_cols(items: List[str]) -> Dict[str, str]:
+    columns: Dict[str, str] = {}
+    for item in items:
+        label, sep, column = item.partition("=")
+        if not sep or not label.strip() or not column.strip():
+            raise typer.BadParameter(f"{item!r} is not LABEL=COLUMN, e.g. --score-col POS=p_pos --score-col NEG=p_neg")
+        columns[label.strip()] = column.strip()
+    return columns
+
+
 def parse_labels(labels: Optional[str], labels_file: Optional[Path]) -> Optional[List[str]]:
     if labels is not None and labels_file is not None:
         raise typer.BadParameter("give --labels or --labels-file, not both")
@@ -52,6 +62,9 @@ LabelNamesOpt = Annotated[Optional[Path], typer.Option(
     help="File with one label name per line; label cells are 0-based ids into it.")]
 LabelSepOpt = Annotated[Optional[str], typer.Option(
     help="Separator of several labels in one cell (multi-label); default ',' with --multilabel.")]
+ScoreColOpt = Annotated[Optional[List[str]], typer.Option(
+    help="Soft labels from a table: LABEL=COLUMN (a header name or 0-based index), one per label, "
+         "repeatable; the label column is then not read. JSONL takes {\"cats\": {\"POS\": 0.8, \"NEG\": 0.2}}.")]
 LevelOpt = Annotated[str, typer.Option(help=f"Prefixed format: {' or '.join(LEVELS)} labels.")]
 MultilabelOpt = Annotated[bool, typer.Option(
     "--multilabel", help="Rows may have several labels (textcat_multilabel).")]
@@ -88,6 +101,7 @@ def convert_command(
     label_map: LabelMapOpt = None,
     label_names: LabelNamesOpt = None,
     label_sep: LabelSepOpt = None,
+    score_col: ScoreColOpt = None,
     level: LevelOpt = "coarse",
     multilabel: MultilabelOpt = False,
     labels: LabelsOpt = None,
@@ -115,6 +129,7 @@ def convert_command(
             label_names=label_names,
             label_sep=label_sep if label_sep is not None or not multilabel else ",",
             level=level,
+            score_cols=parse_score_cols(score_col) if score_col else None,
         )
         report = convert(
             input_path, output_path, spec, lang=lang, exclusive=not multilabel,

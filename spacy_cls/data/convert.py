@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .checks import accepted_rows
 from .corpus import check_holdout, holdout_split
 from .formats import header_line
-from .labels import cats_for, declared_labels, resolve_label_set, single_row_labels
+from .labels import row_cats, declared_labels, resolve_label_set, single_row_labels
 from .lines import count_lines, uses_cr_line_ends
 from .records import Rejected, Row, describe_rejected, reject
 from .spec import DEFAULT_SPEC, ReaderSpec
@@ -370,7 +370,7 @@ def _write(output_path: Path, nlp: Language, rows: List[Row], label_set: List[st
         except (ValueError, UnicodeError) as e:  # a custom tokenizer's refusal, say
             rejected.append(reject(row, f"the tokenizer refused the text: {e}"))
             continue
-        doc.cats = cats_for(row.labels, label_set)
+        doc.cats = row_cats(row, label_set)
         docbin.add(doc)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     docbin.to_disk(output_path)

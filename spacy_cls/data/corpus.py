@@ -12,7 +12,7 @@ from spacy.training import Example
 from spacy.util import registry
 
 from .checks import accepted_rows
-from .labels import cats_for, declared_labels, resolve_label_set
+from .labels import row_cats, declared_labels, resolve_label_set
 from .lines import check_text_file
 from .records import Row, describe_rejected
 from .spec import ReaderSpec
@@ -86,7 +86,7 @@ class LabelledTextCorpus:
     def __call__(self, nlp: Language) -> Iterator[Example]:
         rows, label_set = self._load(nlp.max_length)
         for row in rows[: self.limit] if self.limit > 0 else rows:
-            yield Example.from_dict(nlp.make_doc(row.text), {"cats": cats_for(row.labels, label_set)})
+            yield Example.from_dict(nlp.make_doc(row.text), {"cats": row_cats(row, label_set)})
 
     def _load(self, max_length: int) -> Tuple[List[Row], List[str]]:
         if self._rows is None:
@@ -123,6 +123,7 @@ def create_labelled_text_corpus(
     label_names: Optional[Path] = None,
     label_sep: Optional[str] = None,
     level: str = "coarse",
+    score_cols: Optional[Dict[str, Union[int, str]]] = None,
     exclusive: bool = True,
     labels: Optional[List[str]] = None,
     limit: int = 0,
@@ -131,11 +132,13 @@ def create_labelled_text_corpus(
     seed: int = 0,
 ) -> Callable[[Language], Iterator[Example]]:
     """Read a TSV/CSV/JSONL/prefixed file straight into training examples.
-    split="train"|"dev" with holdout=0.1 keeps one side of a fixed 90/10 split (by seed)."""
+    split="train"|"dev" with holdout=0.1 keeps one side of a fixed 90/10 split (by seed).
+    Soft labels: a JSONL object {"POS": 0.8, "NEG": 0.2} as the label (or under "cats"),
+    or score_cols = {"POS": "p_pos", "NEG": "p_neg"} for a table's score columns."""
     spec = ReaderSpec(
         format=format, text_col=text_col, label_col=label_col, header=header,
         encoding=encoding, quoting=quoting, delimiter=delimiter, label_map=label_map or {},
-        label_names=label_names, label_sep=label_sep, level=level,
+        label_names=label_names, label_sep=label_sep, level=level, score_cols=score_cols,
     )
     return LabelledTextCorpus(path, spec, exclusive=exclusive, labels=labels, limit=limit,
                               split=split, holdout=holdout, seed=seed)

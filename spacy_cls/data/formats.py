@@ -122,13 +122,19 @@ def _read_table(path: Path, spec: ReaderSpec, parser: LabelParser) -> Iterator[R
             raise ValueError(f"Cannot read the header line of {path}: {first.reason}.")
         header = first[1]
     text_i = _resolve_column(spec.text_column, header, "text")
-    label_i = _resolve_column(spec.label_column, header, "label")
+    score_i = None
+    if spec.score_cols is not None:
+        score_i = {label: _resolve_column(column, header, f"score of {label!r}")
+                   for label, column in spec.score_cols.items()}
+        label_i = max(score_i.values())
+    else:
+        label_i = _resolve_column(spec.label_column, header, "label")
     n_columns = len(header) if header is not None else _usual_width(sample)
     for record in records:
         if isinstance(record, Rejected):
             yield record
         else:
-            yield _table_row(record, text_i, label_i, n_columns, spec, parser)
+            yield _table_row(record, text_i, label_i, n_columns, spec, parser, score_i)
 
 
 def _resolve_column(column: Column, header: Optional[List[str]], what: str) -> int:
@@ -160,7 +166,7 @@ def _usual_width(sample: List[Union[Fields, Rejected]]) -> int:
 
 
 def _table_row(record: Fields, text_i: int, label_i: int, n_columns: int,
-               spec: ReaderSpec, parser: LabelParser) -> Record:
+               spec: ReaderSpec, parser: LabelParser, score_i: Optional[dict] = None) -> Record:
     line_no, fields, raw = record
     try:
         if _is_blank(fields):
@@ -172,6 +178,9 @@ def _table_row(record: Fields, text_i: int, label_i: int, n_columns: int,
         if len(fields) != n_columns:
             raise RowError(f"wrong column count: {len(fields)} columns instead of {n_columns}"
                            f"{_width_hint(spec, raw, len(fields) > n_columns)}")
+        if score_i is not None:
+            labels, scores = parser.scores({label: fields[i] for label, i in score_i.items()})
+            return Row(line_no, text_value(fields[text_i]), labels, raw, scores)
         return Row(line_no, text_value(fields[text_i]), parser(fields[label_i]), raw)
     except RowError as e:
         return Rejected(line_no, str(e), raw)
@@ -222,12 +231,18 @@ def _read_jsonl(path: Path, spec: ReaderSpec, parser: LabelParser) -> Iterator[R
             continue
         line_no, line = item
         try:
-            yield Row(line_no, *_jsonl_row(line, spec, parser), line)
+            text, labels, scores = _jsonl_row(line, spec, parser)
+            yield Row(line_no, text, labels, line, scores)
         except RowError as e:
             yield Rejected(line_no, str(e), line)
 
 
-def _jsonl_row(line: str, spec: ReaderSpec, parser: LabelParser) -> Tuple[str, Tuple[str, ...]]:
+# The key of soft labels in a JSONL record, read when it has no label field and no
+# label key was given: {"text": ..., "cats": {"POS": 0.8, "NEG": 0.2}}.
+CATS_KEY = "cats"
+
+
+def _jsonl_row(line: str, spec: ReaderSpec, parser: LabelParser):
     if not line.strip():
         raise RowError("blank line")
     try:
@@ -237,7 +252,13 @@ def _jsonl_row(line: str, spec: ReaderSpec, parser: LabelParser) -> Tuple[str, T
     except RecursionError:
         raise RowError("invalid JSON: nested too deeply") from None
     text = _json_field(value, spec.text_column, "text")
-    return text_value(text), parser(_json_field(value, spec.label_column, "label"))
+    key = spec.label_column
+    if spec.label_col is None and isinstance(value, dict) and key not in value and CATS_KEY in value:
+        key = CATS_KEY
+    label = _json_field(value, key, "label")
+    if isinstance(label, dict):
+        return (text_value(text), *parser.scores(label))
+    return text_value(text), parser(label), None
 
 
 def _json_field(value: Any, key: Column, what: str) -> Any:

@@ -32,6 +32,10 @@ def guess_header(sample: Sequence[Union[Fields, Rejected]], spec: ReaderSpec, pa
     text_i, label_i = spec.text_column, spec.label_column
     if isinstance(text_i, str) or isinstance(label_i, str):
         return True
+    if spec.score_cols is not None:
+        if any(isinstance(column, str) for column in spec.score_cols.values()):
+            return True
+        label_i = min(spec.score_cols.values())
     first = sample[0] if sample else None
     if first is None or isinstance(first, Rejected) or len(first[1]) <= max(text_i, label_i):
         return False

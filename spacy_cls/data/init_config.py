@@ -65,7 +65,9 @@ def survey(path: Union[str, Path], spec: ReaderSpec, *, count_pieces: Optional[C
         first = f"; first rejected line {rejected[0].line_no}: {rejected[0].reason}" if rejected else ""
         raise ValueError(f"{path} has no labelled rows to train on ({len(rejected)} rejected{first}).")
     counts: Counter = Counter(label for row in rows for label in row.labels)
-    multi = any(len(row.labels) != 1 for row in rows)
+    # Soft labels are exclusive when each row's scores sum to 1 (a distribution).
+    multi = any(len(row.labels) != 1 if row.scores is None else abs(sum(v for _, v in row.scores) - 1.0) > 1e-3
+                for row in rows)
     sample = [row.text for row in rows[:: max(1, len(rows) // LENGTH_SAMPLE)]][:LENGTH_SAMPLE]
     lengths = count_pieces(sample) if count_pieces is not None else [_estimate_pieces(t, lang) for t in sample]
     return DataSurvey(str(path), spec.format, len(rows), rejected, dict(counts), multi, list(lengths),

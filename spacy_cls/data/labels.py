@@ -55,6 +55,20 @@ class LabelParser:
             check_label(label)
         return labels
 
+    def scores(self, value: Any) -> Tuple[Tuple[str, ...], Tuple[Tuple[str, float], ...]]:
+        """Soft labels {label: probability} as (labels, (label, score) pairs); each name
+        goes through the label names and the label map as a label cell does."""
+        if not value:
+            raise RowError("empty soft labels: give at least one {label: probability}")
+        pairs: Dict[str, float] = {}
+        for key, score in value.items():
+            label = self.label_map.get(self._name(scalar_label(key)), self._name(scalar_label(key)))
+            check_label(label)
+            if label in pairs:
+                raise RowError(f"soft labels name {label!r} twice (after the label names and the label map)")
+            pairs[label] = score_value(score, label)
+        return tuple(pairs), tuple(pairs.items())
+
     def _parts(self, value: Any) -> List[str]:
         if value is None:
             raise RowError("missing label")
@@ -103,6 +117,21 @@ def scalar_label(value: Any) -> str:
     return str(value).strip()
 
 
+def score_value(value: Any, label: str) -> float:
+    """A soft label's probability: a finite number from 0 to 1 (a table cell is parsed)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise RowError(f"score of {label!r} is {value!r}, not a number from 0 to 1") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RowError(f"score of {label!r} is {value!r}, not a number from 0 to 1")
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise RowError(f"score of {label!r} is {value!r}: a probability is a finite number from 0 to 1 "
+                       f"(NaN, negative values and values above 1 are refused)")
+    return float(value)
+
+
 def _bad_character(text: str) -> Optional[str]:
     return next((c for c in text if unicodedata.category(c) in ("Cc", "Cs")), None)
 
@@ -126,7 +155,9 @@ def check_labels(records: Iterable[Record], exclusive: bool,
     allowed_set = set(allowed) if allowed is not None else None
     for record in records:
         if isinstance(record, Row):
-            reason = _label_problem(record.labels, exclusive, allowed_set)
+            reason = _label_problem(record.labels, exclusive and not record.soft, allowed_set)
+            if reason is None and exclusive and record.soft:
+                reason = _soft_sum_problem(record.scores)
             if reason:
                 record = reject(record, reason)
         yield record
@@ -139,6 +170,26 @@ def _label_problem(labels: Tuple[str, ...], exclusive: bool, allowed: Optional[s
     if unknown:
         return f"label {unknown[0]!r} is not in the label set"
     return None
+
+
+# Soft labels of exclusive classes sum to 1 within this much (the components' rule).
+SOFT_SUM_TOLERANCE = 1e-3
+
+
+def _soft_sum_problem(scores) -> Optional[str]:
+    total = math.fsum(score for _, score in scores)
+    if abs(total - 1.0) <= SOFT_SUM_TOLERANCE:
+        return None
+    return (f"soft labels sum to {total:.6g}, but labels are exclusive, so the scores are a distribution "
+            f"that sums to 1 (within {SOFT_SUM_TOLERANCE}): divide them by their sum, or use multi-label mode")
+
+
+def row_cats(row: Row, label_set: Sequence[str]) -> Dict[str, float]:
+    """doc.cats of a row: its soft labels (0.0 for labels it does not name), or `cats_for`."""
+    if row.scores is None:
+        return cats_for(row.labels, label_set)
+    scores = dict(row.scores)
+    return {label: scores.get(label, 0.0) for label in label_set}
 
 
 def cats_for(labels: Sequence[str], label_set: Sequence[str]) -> Dict[str, float]:

@@ -28,6 +28,7 @@ from .labels import (
     declared_labels,
     load_label_names,
     resolve_label_set,
+    row_cats,
     single_row_labels,
 )
 from .lines import check_text_file
@@ -41,5 +42,5 @@ __all__ = [
     "check_length", "check_split", "check_text_file", "create_labelled_text_corpus",
     "declared_labels", "describe_rejected", "detect_header", "header_line", "holdout_indexes",
     "holdout_split", "infer_format", "load_label_names", "parse_column", "read_rows",
-    "resolve_label_set", "single_row_labels", "split_records",
+    "resolve_label_set", "row_cats", "single_row_labels", "split_records",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, List, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,12 @@ class Row:
     labels: Tuple[str, ...]
     # The record as it stands in the file, for the report when a later check rejects it.
     raw: str = field(default="", compare=False, repr=False)
+    # Soft labels: (label, probability) for each label named, `labels` then naming them all.
+    scores: Optional[Tuple[Tuple[str, float], ...]] = None
+
+    @property
+    def soft(self) -> bool:
+        return self.scores is not None
 
 
 @dataclass(frozen=True)

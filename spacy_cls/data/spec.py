@@ -38,6 +38,9 @@ class ReaderSpec:
     label_sep: splits a label cell into several labels (multi-label), e.g. ",".
     level: for "prefixed" lines `COARSE:fine text`, use "coarse" (COARSE) or "fine"
     (COARSE:fine) labels.
+    score_cols: soft labels from a table, {label: column} (a 0-based index or a header
+    name); the label column is then not read. A JSONL record gives soft labels as an
+    object in its label field (or under "cats"): {"POS": 0.8, "NEG": 0.2}.
     """
 
     format: str = "tsv"
@@ -51,6 +54,7 @@ class ReaderSpec:
     label_names: Optional[Union[str, Path]] = None
     label_sep: Optional[str] = None
     level: str = "coarse"
+    score_cols: Optional[Mapping[str, Column]] = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -67,6 +71,13 @@ class ReaderSpec:
         object.__setattr__(self, "text_col", parse_column(self.text_col))
         object.__setattr__(self, "label_col", parse_column(self.label_col))
         object.__setattr__(self, "label_map", {str(k): str(v) for k, v in self.label_map.items()})
+        if self.score_cols is not None:
+            if self.format not in ("tsv", "csv") or not self.score_cols:
+                raise ValueError(
+                    "score_cols (one score column per label) is for tsv/csv files, and names at least one "
+                    "label; JSONL gives soft labels as an object: {\"text\": ..., \"cats\": {\"POS\": 0.8, \"NEG\": 0.2}}."
+                )
+            object.__setattr__(self, "score_cols", {str(k): parse_column(v) for k, v in self.score_cols.items()})
 
     @property
     def text_column(self) -> Column:

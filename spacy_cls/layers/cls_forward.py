@@ -8,8 +8,11 @@ a 4-layer encoder's work, a sixth of a 6-layer one's. The [CLS] row is the same 
 in the full forward up to float rounding, and so are the gradients of every weight,
 since the skipped rows never reach the loss.
 
-Encoders with another structure (DistilBERT, ALBERT, DeBERTa, relative position
-embeddings, decoders, ...) run their ordinary full forward.
+MPNet's layers have the same parts under other names (``attention.attn.q/k/v/o``)
+and add a relative position bias, shared by all layers, to the attention scores: its
+[CLS] row is the first row of that bias. Encoders with another structure (DistilBERT,
+ALBERT, DeBERTa, BERT with relative position embeddings, decoders, ...) run their
+ordinary full forward.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -23,6 +26,16 @@ _LAYER_PARTS = (
     "attention.self.value",
     "attention.output.dense",
     "attention.output.LayerNorm",
+    "intermediate",
+    "output.dense",
+    "output.LayerNorm",
+)
+_MPNET_LAYER_PARTS = (
+    "attention.attn.q",
+    "attention.attn.k",
+    "attention.attn.v",
+    "attention.attn.o",
+    "attention.LayerNorm",
     "intermediate",
     "output.dense",
     "output.LayerNorm",
@@ -65,10 +78,24 @@ def supports_cls_only(transformer: torch.nn.Module) -> bool:
     if not isinstance(getattr(transformer, "embeddings", None), torch.nn.Module):
         return False
     last = layers[-1]
-    if not all(_has_module(last, part) for part in _LAYER_PARTS):
+    if is_mpnet(transformer):
+        attention = last.attention.attn
+    elif all(_has_module(last, part) for part in _LAYER_PARTS):
+        attention = last.attention.self
+    else:
         return False
-    attention = last.attention.self
     return hasattr(attention, "num_attention_heads") and hasattr(attention, "attention_head_size")
+
+
+def is_mpnet(transformer: torch.nn.Module) -> bool:
+    """MPNet's layer structure, with the relative position bias its encoder computes."""
+    encoder = getattr(transformer, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    return (
+        isinstance(layers, torch.nn.ModuleList) and len(layers) > 0
+        and callable(getattr(encoder, "compute_position_bias", None))
+        and all(_has_module(layers[-1], part) for part in _MPNET_LAYER_PARTS)
+    )
 
 
 def encode_rows(
@@ -84,21 +111,61 @@ def encode_rows(
     if not cls_only:
         output = transformer(input_ids=input_ids, attention_mask=attention_mask)
         return EncodedRows(output.last_hidden_state, getattr(output, "pooler_output", None))
+    # Rows of one length (a length-sorted sub-batch often) need no mask at all.
+    cls_rows = cls_only_rows(transformer, input_ids, attention_mask, padded=not bool(attention_mask.all()))
+    pooler = getattr(transformer, "pooler", None)
+    pooler_output = pooler(cls_rows) if need_pooler and pooler is not None else None
+    return EncodedRows(cls_rows, pooler_output)
+
+
+def cls_only_rows(
+    transformer: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, padded: bool
+) -> torch.Tensor:
+    """Every layer but the last in full, the last at [CLS]: (n, 1, width). With
+    ``padded`` false the mask is skipped (the caller knows no row is padded)."""
     hidden = transformer.embeddings(input_ids=input_ids)
     project = getattr(transformer, "embeddings_project", None)  # ELECTRA
     if project is not None:
         hidden = project(hidden)
-    # Rows of one length (a length-sorted sub-batch often) need no mask at all.
-    padded = not bool(attention_mask.all())
     additive = transformer.get_extended_attention_mask(attention_mask, input_ids.shape) if padded else None
     layers = transformer.encoder.layer
+    if is_mpnet(transformer):
+        bias = transformer.encoder.compute_position_bias(hidden)
+        for layer in layers[:-1]:
+            hidden = layer(hidden, additive, None, bias)[0]
+        cls_bias = bias[:, :, :1, :]
+        return mpnet_last_layer_at_cls(layers[-1], hidden, cls_bias if additive is None else cls_bias + additive)
     for layer in layers[:-1]:
         hidden = layer(hidden, attention_mask=additive)[0]
     keep = attention_mask[:, None, None, :].bool() if padded else None
-    cls_rows = last_layer_at_cls(layers[-1], hidden, keep)
-    pooler = getattr(transformer, "pooler", None)
-    pooler_output = pooler(cls_rows) if need_pooler and pooler is not None else None
-    return EncodedRows(cls_rows, pooler_output)
+    return last_layer_at_cls(layers[-1], hidden, keep)
+
+
+def mpnet_last_layer_at_cls(layer: torch.nn.Module, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """An MPNet layer's output at position 0 only: (n, length, width) -> (n, 1, width).
+    ``bias``: (n, heads, 1, length), the [CLS] row of the position bias plus the
+    additive padding mask, added to the scaled attention scores as MPNet does."""
+    attention = layer.attention.attn
+    n_rows, length, width = hidden.shape
+    n_heads, head_size = attention.num_attention_heads, attention.attention_head_size
+
+    def heads(x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], -1, n_heads, head_size).transpose(1, 2)
+
+    key = heads(attention.k(hidden))
+    value = heads(attention.v(hidden))
+    cls_in = hidden[:, :1]
+    bias = bias.to(key.dtype)
+    if n_rows == 1:
+        # As in last_layer_at_cls: two rows keep a lone doc's vector reproducible.
+        cls_in, key, value = cls_in.expand(2, 1, width), key.expand(2, -1, -1, -1), value.expand(2, -1, -1, -1)
+        bias = bias.expand(2, -1, -1, -1)
+    query = heads(attention.q(cls_in))
+    dropout = float(attention.dropout.p) if attention.training else 0.0
+    context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout)
+    context = context.transpose(1, 2).reshape(cls_in.shape[0], 1, n_heads * head_size)
+    attention_out = layer.attention.LayerNorm(layer.attention.dropout(attention.o(context)) + cls_in)
+    return layer.output(layer.intermediate(attention_out), attention_out)[:n_rows]
 
 
 def last_layer_at_cls(

@@ -22,7 +22,7 @@ import warnings
 import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Dict, Hashable, List, Optional, Tuple
+from typing import Callable, ContextManager, Dict, Hashable, List, Optional, Tuple, Union
 
 import numpy
 import torch
@@ -32,6 +32,7 @@ from spacy_transformers.layers.hf_shim import HFShim
 from thinc.api import Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
+from ..models.layer_drop import check_layers_setting, drop_layers
 from ..models.loaders import load_encoder
 from .cache import EncoderCache, text_key
 from .cls_forward import encode_rows, supports_cls_only
@@ -81,8 +82,10 @@ def HFClsEncoder(
     quantize_int8: bool = False,
     sub_batch_size: int = DEFAULT_SUB_BATCH_SIZE,
     max_windows: Optional[int] = DEFAULT_MAX_WINDOWS,
+    layers: Optional[Union[int, List[int]]] = None,
 ) -> Model[List[Doc], EncoderOutput]:
     check_pooling(pooling)
+    check_layers_setting(layers)
     check_speed_settings(mixed_precision_dtype, cache_size, sub_batch_size)
     tokenizer_config = dict(tokenizer_config or {})
     transformer_config = dict(transformer_config or {})
@@ -115,6 +118,9 @@ def HFClsEncoder(
             "cache_size": cache_size,
             "quantize_int8": quantize_int8,
             "sub_batch_size": sub_batch_size,
+            # A student's depth (models/layer_drop.py), and which checkpoint layers it kept.
+            "layers": list(layers) if isinstance(layers, (list, tuple)) else layers,
+            "kept_layers": None,
             # For comparisons: false runs the full last layer; an int fixes the
             # cost of a pass in the length grouping (large: no grouping).
             "cls_only_last_layer": True,
@@ -149,6 +155,7 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
                 "or a local folder."
             )
         loaded = load_encoder(name, shim._hfmodel._init_tokenizer_config, shim._hfmodel._init_transformer_config)
+        model.attrs["kept_layers"] = drop_layers(loaded.hf.transformer, model.attrs.get("layers"), repr(name))
         shim._hfmodel = loaded.hf
         shim._model = loaded.hf.transformer
         model.attrs["has_pooler_weights"] = loaded.has_pooler_weights
@@ -205,7 +212,7 @@ def resolve_max_length(requested: Optional[int], tokenizer, config) -> int:
     the tokenizer's model_max_length and by the requested value."""
     limits = [getattr(config, "max_position_embeddings", None), tokenizer.model_max_length, requested]
     # RoBERTa-style position ids start after the padding index.
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "mpnet"):
         limits[0] = limits[0] - config.pad_token_id - 1 if limits[0] else None
     usable = [int(x) for x in limits if x and x < 1_000_000]
     if not usable:

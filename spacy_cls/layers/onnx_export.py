@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from ..models.onnx import INPUT_NAMES, OPSET, fuse_graph, output_names, quantize_graph, require_onnxruntime
-from .cls_forward import encode_rows, last_layer_at_cls
+from .cls_forward import cls_only_rows, encode_rows
 from .pooling import pool
 
 
@@ -38,16 +38,7 @@ def _export_module(transformer, pooling: str, cls_only: bool):
             # encode_rows(cls_only=True) skips the mask when no row is padded, a
             # data-dependent branch that a traced graph would freeze; here the mask
             # is always applied (the same numbers).
-            t = self.transformer
-            hidden = t.embeddings(input_ids=input_ids)
-            project = getattr(t, "embeddings_project", None)
-            if project is not None:
-                hidden = project(hidden)
-            additive = t.get_extended_attention_mask(attention_mask, input_ids.shape)
-            for layer in t.encoder.layer[:-1]:
-                hidden = layer(hidden, attention_mask=additive)[0]
-            keep = attention_mask[:, None, None, :].bool()
-            return last_layer_at_cls(t.encoder.layer[-1], hidden, keep)
+            return cls_only_rows(self.transformer, input_ids, attention_mask, padded=True)
 
     return ExportedEncoder().eval()
 

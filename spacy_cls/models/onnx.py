@@ -150,7 +150,7 @@ def fuse_graph(source: Path, target: Path, transformer) -> bool:
 
     config = transformer.config
     model_type = getattr(config, "model_type", "bert")
-    if model_type not in ("bert", "roberta", "xlm-roberta", "electra", "camembert"):
+    if model_type not in ("bert", "roberta", "xlm-roberta", "electra", "camembert", "mpnet"):
         target.write_bytes(source.read_bytes())
         return False
     with warnings.catch_warnings():

@@ -1,6 +1,6 @@
 """Registered architectures: composition only; the layers live in ``layers/``."""
 from functools import partial
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -36,11 +36,14 @@ def build_hf_cls_encoder(
     cache_size: int = DEFAULT_CACHE_SIZE,
     quantize_int8: bool = False,
     sub_batch_size: int = DEFAULT_SUB_BATCH_SIZE,
+    layers: Optional[Union[int, List[int]]] = None,
 ) -> Model[List[Doc], EncoderOutput]:
     """A Hugging Face encoder that outputs each doc's [CLS] row and pooled features.
     Speed settings (docs/performance.md): mixed_precision_dtype (float16|bfloat16, CUDA),
     cache_size (docs whose outputs a frozen encoder keeps; 0: off), quantize_int8 (CPU
-    inference with int8 linear layers), sub_batch_size (most rows a forward pass holds; 0: no cap)."""
+    inference with int8 linear layers), sub_batch_size (most rows a forward pass holds; 0: no cap).
+    layers: a student with fewer layers than the checkpoint (docs/distill.md): N keeps
+    layer i * L // N of L (3 of 6: layers 0, 2, 4), a list keeps those; null: all."""
     return HFClsEncoder(
         name,
         pooling=pooling,
@@ -57,6 +60,7 @@ def build_hf_cls_encoder(
         cache_size=cache_size,
         quantize_int8=quantize_int8,
         sub_batch_size=sub_batch_size,
+        layers=layers,
     )
 
 
@@ -91,9 +95,11 @@ def build_cls_classifier(
     cache_size: int = DEFAULT_CACHE_SIZE,
     quantize_int8: bool = False,
     sub_batch_size: int = DEFAULT_SUB_BATCH_SIZE,
+    layers: Optional[Union[int, List[int]]] = None,
 ) -> Model[List[Doc], Floats2d]:
     """The default model of `cls_classifier`: a Hugging Face encoder, a pooling and a
-    linear head, with every setting flat so that `config={"model": {"name": ...}}` works."""
+    linear head, with every setting flat so that `config={"model": {"name": ...}}` works.
+    `layers` makes a shallower student of the checkpoint (docs/distill.md)."""
     encoder = build_hf_cls_encoder(
         name,
         pooling=pooling,
@@ -110,6 +116,7 @@ def build_cls_classifier(
         cache_size=cache_size,
         quantize_int8=quantize_int8,
         sub_batch_size=sub_batch_size,
+        layers=layers,
     )
     return build_classifier_on_encoder(encoder, exclusive_classes, dropout, nO)
 

@@ -289,8 +289,9 @@ class ClsClassifierMixin:
         return losses
 
     def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
-        """Mean cross-entropy (softmax) or binary cross-entropy (sigmoid) per doc;
-        the gradient is with respect to the head's logits: (p - y) / n_docs.
+        """Mean cross-entropy (softmax) or binary cross-entropy (sigmoid) per doc,
+        against hard (0/1) or soft cats; the gradient is with respect to the head's
+        logits: (p - y) / n_docs.
         `scores` is what `predict` returns, or the scores of `begin_update`."""
         examples = list(examples)
         validate_examples(examples, f"{type(self).__name__}.get_loss")
@@ -304,6 +305,16 @@ class ClsClassifierMixin:
             weights = ops.asarray1f(numpy.asarray(weights, dtype="float32"))
         return weighted_loss(scores, truths, not_missing, weights,
                              multi_label=bool(self.model.attrs.get("multi_label")), xp=ops.xp)
+
+    def _examples_to_truth(self, examples: Iterable[Example]):
+        """textcat's truth matrix; an exclusive classifier's soft rows, which may sum to
+        1 within validation.SOFT_SUM_TOLERANCE, are divided by their sum (a hard row sums
+        to exactly 1 and is unchanged)."""
+        truths, not_missing = super()._examples_to_truth(examples)
+        if not self.model.attrs.get("multi_label") and truths.shape[0]:
+            sums = truths.sum(axis=1, keepdims=True)
+            truths = truths / self.model.ops.xp.where(sums > 0, sums, 1.0)
+        return truths, not_missing
 
     def _loss_weights(self) -> Optional[List[float]]:
         """One weight per label (docs/decisions.md), or None: "balanced" was computed at

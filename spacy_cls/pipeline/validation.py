@@ -6,6 +6,7 @@ Every message says what was found, where (which example, with the start of its
 text) and what to do about it.
 """
 import math
+import numbers
 from typing import Callable, Iterable, List, Optional, Sequence
 
 from spacy.training import Example
@@ -32,6 +33,16 @@ def where(example: Example, index: int, source: str) -> str:
     return f"{source} example {index} ({preview!r})"
 
 
+# An exclusive example's soft cats may sum to 1 within this much (scores rounded to
+# a few decimals, or float32 probabilities); the loss renormalises them.
+SOFT_SUM_TOLERANCE = 1e-3
+
+
+def is_soft(cats) -> bool:
+    """Whether any value is a probability strictly between 0 and 1 (a soft label)."""
+    return any(value not in (0.0, 1.0) for value in cats.values())
+
+
 def check_example(
     eg: Example,
     index: int,
@@ -41,15 +52,17 @@ def check_example(
     known: Optional[Sequence[str]] = None,
     unknown_fix: str = "",
 ) -> None:
-    """Values are 1.0 or 0.0; labels are among `known` (when given); an exclusive
-    classifier's example has exactly one label set to 1.0."""
+    """Values are probabilities in [0, 1]; labels are among `known` (when given); an
+    exclusive classifier's example has exactly one label set to 1.0 (hard) or values
+    that sum to 1 (soft: a distribution over its labels)."""
     cats = eg.reference.cats
     for label, value in cats.items():
-        if value not in (0.0, 1.0):
+        if not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
             raise LabelDataError(
                 f"{component}: {where(eg, index, source)} has cats[{label!r}] = {value!r}; "
-                f"labels must be 1.0 (the doc has it) or 0.0 (it has not). Round soft "
-                f"labels, or leave the label out of examples where it is unknown."
+                f"a label's value is a probability from 0.0 to 1.0: 1.0 (the doc has it), "
+                f"0.0 (it has not), or a soft label in between. NaN, negative values and "
+                f"values above 1 are refused; leave the label out of examples where it is unknown."
             )
     if known is not None:
         unknown = [label for label in cats if label not in known]
@@ -64,6 +77,16 @@ def check_example(
             )
     if not exclusive:
         return
+    if is_soft(cats):
+        total = math.fsum(float(value) for value in cats.values())
+        if abs(total - 1.0) <= SOFT_SUM_TOLERANCE:
+            return
+        raise LabelDataError(
+            f"{component}: {where(eg, index, source)} has soft cats that sum to {total:.6g} "
+            f"({dict(cats)}), but {component}'s scores are a distribution over its labels: "
+            f"soft cats of an exclusive classifier sum to 1 (within {SOFT_SUM_TOLERANCE}). "
+            f"Divide them by their sum, or give the missing labels their share. {MULTILABEL_HINT}"
+        )
     positive = [label for label, value in cats.items() if value == 1.0]
     if len(positive) == 1:
         return
@@ -76,7 +99,7 @@ def check_example(
     raise LabelDataError(
         f"{component}: {where(eg, index, source)} {found}, but {component} gives every doc "
         f"exactly one of its labels (a softmax over them). Give the example exactly one "
-        f"label with 1.0, or drop it. {MULTILABEL_HINT}"
+        f"label with 1.0 (or soft cats that sum to 1), or drop it. {MULTILABEL_HINT}"
     )
 
 

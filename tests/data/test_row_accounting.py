@@ -208,7 +208,7 @@ def test_a_carriage_return_inside_a_text_stays_text(tmp_path):
     "label, reason",
     [("NaN", "not a finite number"), ("Infinity", "not a finite number"), ("1e999", "not a finite number"),
      ("-Infinity", "not a finite number"), ("true", "JSON boolean"), ("false", "JSON boolean"),
-     ("[true, \"A\"]", "JSON boolean"), ("{\"a\": 1}", "not a string or number"), ("null", "missing label")],
+     ("[true, \"A\"]", "JSON boolean"), ("{\"a\": [1]}", "not a number from 0 to 1"), ("[{\"a\": 1}]", "not a string or number"), ("null", "missing label")],
 )
 def test_json_labels_that_are_not_names_are_rejected(tmp_path, label, reason):
     src = write(tmp_path / "a.jsonl", f'{{"text": "t", "label": {label}}}\n')

@@ -88,9 +88,10 @@ def test_single_label_is_fine_for_multilabel(tiny_bert):
 
 
 @pytest.mark.parametrize("factory", ["cls_classifier", "cls_classifier_multilabel"])
-def test_soft_labels_are_refused(factory):
-    data = [*GOOD, ("so-so", {"POS": 0.5, "NEG": 0.5})]
-    with pytest.raises(LabelDataError, match=r"training example 2 \('so-so'\) has cats\['POS'\] = 0.5; labels must be 1.0"):
+@pytest.mark.parametrize("value", [float("nan"), -0.25, 1.5, float("inf"), "0.5", None])
+def test_values_outside_0_1_are_refused(factory, value):
+    data = [*GOOD, ("so-so", {"POS": value, "NEG": 0.5})]
+    with pytest.raises(LabelDataError, match=r"training example 2 \('so-so'\) has cats\['POS'\] = .*probability from 0.0 to 1.0"):
         initialize_with(data, factory)
 
 
