@@ -172,3 +172,17 @@ def test_ray_train_runs_the_same_loop_on_a_local_cluster(tiny_bert, tmp_path):
     assert report["ray_nodes"] == ["127.0.0.1"]
     assert report["world_size"] == 2 and report["steps"] == 5 and len(set(report["digests"])) == 5
     assert set(spacy.load(tmp_path / "ray" / "model-last")("a good movie").cats) == {"POS", "NEG"}
+
+
+@pytest.mark.parametrize("config, extra", [
+    ("configs/en_demo.cfg", ["--components.cls_classifier.model.freeze", "true"]),
+    ("configs/en_ner_cats.cfg", []),  # ner and cls_classifier listening to one shared transformer
+], ids=["frozen-encoder", "shared-transformer"])
+def test_frozen_encoders_and_a_shared_transformer_stay_in_step(tiny_bert, tmp_path, config, extra):
+    name = "--components.transformer.model.name" if "ner_cats" in config else "--components.cls_classifier.model.name"
+    result = run(["spacy_cls", "train", config, "--output", str(tmp_path / "o"), "--workers", "2", "--check-sync",
+                  name, tiny_bert, "--training.max_steps", "3", "--training.eval_frequency", "3", *extra])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "o" / "distributed.json").read_text())
+    assert report["steps"] == 4 and len(set(report["digests"])) == 4
+    assert spacy.load(tmp_path / "o" / "model-last")("a good movie").cats
