@@ -46,16 +46,10 @@ def plot_confusion_command(
     """Confusion matrix (exclusive labels) or per-label TP/FP/FN counts (multi-label)."""
     require_matplotlib()
     from ..explain.plots import (
-        confusion, find_textcat, is_multilabel, label_counts, plot_confusion, plot_label_counts, predict_cats,
+        confusion, is_multilabel, label_counts, plot_confusion, plot_label_counts, predict_cats,
     )
 
-    nlp = load_pipeline(model, gpu_id, check)
-    try:
-        _, pipe = find_textcat(nlp)
-    except ValueError as e:
-        fail(str(e))
-    data_set = read_labelled(data, nlp, list(pipe.labels), text_col=text_col, label_col=label_col,
-                             input_format=input_format).subset(limit)
+    nlp, pipe, data_set = _pipeline_and_data(model, gpu_id, check, data, text_col, label_col, input_format, limit)
     predicted = predict_cats(nlp, data_set.texts, batch_size)
     title = f"{model} on {data.name}"
     labels = list(pipe.labels)
@@ -85,15 +79,9 @@ def plot_vectors_command(
 ) -> None:
     """Project the corpus's [CLS] vectors to 2-D with PCA, coloured by gold label."""
     require_matplotlib()
-    from ..explain.plots import cls_vectors, find_textcat, gold_label, plot_projection, project
+    from ..explain.plots import cls_vectors, gold_label, plot_projection, project
 
-    nlp = load_pipeline(model, gpu_id, check)
-    try:
-        _, pipe = find_textcat(nlp)
-    except ValueError as e:
-        fail(str(e))
-    data_set = read_labelled(data, nlp, list(pipe.labels), text_col=text_col, label_col=label_col,
-                             input_format=input_format).subset(limit)
+    nlp, pipe, data_set = _pipeline_and_data(model, gpu_id, check, data, text_col, label_col, input_format, limit)
     try:
         vectors = cls_vectors(nlp, data_set.texts, batch_size)
     except (OSError, ValueError) as e:
@@ -107,3 +95,17 @@ def plot_vectors_command(
     typer.echo(f"Wrote {output}")
 
 
+
+
+def _pipeline_and_data(model, gpu_id, check, data, text_col, label_col, input_format, limit):
+    """The pipeline, its classifier and the labelled data (a seeded sample of `limit`)."""
+    from ..explain.plots import find_textcat
+
+    nlp = load_pipeline(model, gpu_id, check)
+    try:
+        _, pipe = find_textcat(nlp)
+    except ValueError as e:
+        fail(str(e))
+    data_set = read_labelled(data, nlp, list(pipe.labels), text_col=text_col, label_col=label_col,
+                             input_format=input_format).subset(limit)
+    return nlp, pipe, data_set
