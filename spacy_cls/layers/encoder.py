@@ -16,8 +16,10 @@ Work it does not do (see docs/performance.md):
 - with ``freeze = true``, each text's outputs are computed once and then read from a
   bounded cache (``cache``);
 - prediction runs under ``torch.inference_mode``, optionally on an int8 copy of the
-  encoder (``quantize_int8``, CPU only).
+  encoder (``quantize_int8``, CPU only) or, with bfloat16 mixed precision on a CPU
+  that computes in bfloat16, on a bfloat16 copy.
 """
+import copy
 import warnings
 import weakref
 from contextlib import nullcontext
@@ -56,6 +58,7 @@ GPU_PASS_COST = 4096
 # Windows read per doc under long_text="windows": training memory grows with them.
 DEFAULT_MAX_WINDOWS = 16
 MIXED_PRECISION_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+_CPU_BFLOAT16_WARNED = False
 
 
 @dataclass
@@ -87,6 +90,7 @@ def HFClsEncoder(
     check_pooling(pooling)
     check_layers_setting(layers)
     check_speed_settings(mixed_precision_dtype, cache_size, sub_batch_size)
+    check_precision_settings(mixed_precision, mixed_precision_dtype, quantize_int8)
     tokenizer_config = dict(tokenizer_config or {})
     transformer_config = dict(transformer_config or {})
     grad_scaler_config = dict(grad_scaler_config or {})
@@ -141,6 +145,15 @@ def check_speed_settings(mixed_precision_dtype: str, cache_size: int, sub_batch_
         raise ValueError(f"sub_batch_size={sub_batch_size}: use 0 for no cap, or the most rows a forward pass may hold.")
 
 
+def check_precision_settings(mixed_precision: bool, mixed_precision_dtype: str, quantize_int8: bool) -> None:
+    if quantize_int8 and mixed_precision and mixed_precision_dtype == "bfloat16":
+        raise ValueError(
+            "quantize_int8 = true and bfloat16 mixed precision are two ways to run CPU "
+            "prediction faster, and only one can run: set quantize_int8 = false or "
+            "mixed_precision = false (docs/performance.md compares them)."
+        )
+
+
 def get_hf(model: Model) -> HFObjects:
     return model.shims[0]._hfmodel
 
@@ -169,7 +182,10 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
 # Settings that change how a trained encoder runs, not what it learnt: on load, the
 # pipeline's config.cfg (and spacy.load overrides) win over the values saved with the
 # weights, which thinc's deserialisation would otherwise restore.
-RUNTIME_SETTINGS = ("freeze", "long_text", "stride", "max_windows", "cache_size", "sub_batch_size", "quantize_int8")
+RUNTIME_SETTINGS = (
+    "freeze", "long_text", "stride", "max_windows", "cache_size", "sub_batch_size", "quantize_int8",
+    "mixed_precision", "mixed_precision_dtype",
+)
 
 
 def configured_settings(model: Model) -> Dict[str, object]:
@@ -193,6 +209,7 @@ def apply_configured_settings(model: Model, configured: Dict[str, object]) -> No
         hf = get_hf(model)
         model.attrs["max_length"] = resolve_max_length(configured["max_length"], hf.tokenizer, hf.transformer.config)
     check_speed_settings(model.attrs["mixed_precision_dtype"], model.attrs["cache_size"], model.attrs["sub_batch_size"])
+    check_precision_settings(model.attrs["mixed_precision"], model.attrs["mixed_precision_dtype"], model.attrs["quantize_int8"])
     check_policy(model.attrs["long_text"], model.attrs["max_length"], model.attrs["stride"], model.attrs["max_windows"])
 
 
@@ -262,6 +279,7 @@ def _forward_fine_tuning(model: Model, texts: List[str], docs: List[Doc]) -> Tup
     state.cache.clear()
     # thinc's optimizer replaces the weights' data without bumping their version.
     state.int8 = None
+    state.bfloat16 = None
     shim = model.shims[0]
     transformer = shim._model
     device = shim.device
@@ -330,7 +348,9 @@ def _predict_tensors(model: Model, texts: List[str]) -> Tuple[torch.Tensor, torc
     was_training = transformer.training
     transformer.eval()
     try:
-        with torch.inference_mode(), _autocast(model, device):
+        # A bfloat16 copy runs as it is; autocast would only cast its inputs again.
+        precision = nullcontext() if _is_bfloat16_copy(transformer) else _autocast(model, device)
+        with torch.inference_mode(), precision:
             cls_rows, pooled_rows = _run_rows(model, transformer, batch)
             doc_index = torch.from_numpy(batch.doc_index).to(device)
             cls_t = average_windows(cls_rows.float(), doc_index, batch.n_docs)
@@ -369,8 +389,13 @@ def _run_rows(model: Model, transformer: torch.nn.Module, batch: WindowBatch) ->
         ids = torch.from_numpy(numpy.ascontiguousarray(batch.input_ids[rows, :length])).to(device)
         mask = torch.from_numpy(numpy.ascontiguousarray(mask_np[:, :length])).to(device)
         encoded = encode_rows(transformer, ids, mask, cls_only=cls_only, need_pooler=pooling == "pooler")
-        cls_parts.append(encoded.hidden[:, 0])
-        pooled_parts.append(pool(encoded.hidden, mask, encoded.pooler_output, pooling))
+        # Pooling sums over positions: in float32, whatever the layers ran in.
+        hidden = encoded.hidden if encoded.hidden.dtype == torch.float32 else encoded.hidden.float()
+        pooler_output = encoded.pooler_output
+        if pooler_output is not None and pooler_output.dtype != torch.float32:
+            pooler_output = pooler_output.float()
+        cls_parts.append(hidden[:, 0])
+        pooled_parts.append(pool(hidden, mask, pooler_output, pooling))
         state.n_real_tokens += int(mask_np.sum())
         state.n_padded_tokens += mask.numel()
     if not parts:
@@ -392,9 +417,46 @@ def _pass_cost(model: Model, device: torch.device) -> int:
 
 
 def _autocast(model: Model, device: torch.device) -> ContextManager:
-    if not model.attrs["mixed_precision"] or device.type != "cuda":
+    """CUDA: autocast to the configured dtype. CPU: bfloat16 autocast where the CPU
+    computes in bfloat16 (float16 mixed precision is for CUDA; on a CPU it is off)."""
+    if not model.attrs["mixed_precision"]:
         return nullcontext()
-    return torch.autocast("cuda", dtype=MIXED_PRECISION_DTYPES[model.attrs["mixed_precision_dtype"]])
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=MIXED_PRECISION_DTYPES[model.attrs["mixed_precision_dtype"]])
+    if device.type == "cpu" and _cpu_bfloat16(model):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def cpu_supports_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX) that oneDNN uses.
+    Elsewhere bfloat16 is emulated, slower than float32."""
+    mkldnn = getattr(torch.ops, "mkldnn", None)
+    probe = getattr(mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(torch.backends.mkldnn.is_available() and probe is not None and probe())
+    except RuntimeError:
+        return False
+
+
+def _cpu_bfloat16(model: Model) -> bool:
+    """bfloat16 mixed precision asked for, on a CPU that has it; warns once where not."""
+    global _CPU_BFLOAT16_WARNED
+    if not model.attrs["mixed_precision"] or model.attrs["mixed_precision_dtype"] != "bfloat16":
+        return False
+    if cpu_supports_bfloat16():
+        return True
+    if not _CPU_BFLOAT16_WARNED:
+        _CPU_BFLOAT16_WARNED = True
+        warnings.warn(
+            "[spacy_cls] mixed_precision_dtype = 'bfloat16' asks for bfloat16 on the CPU, and "
+            "this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX), where it would run "
+            "slower than float32: the encoder runs in float32. Set mixed_precision = false "
+            "to silence this, or use quantize_int8 for faster CPU prediction.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return False
 
 
 @dataclass
@@ -408,6 +470,8 @@ class _Runtime:
     )
     # (the float module, its weights' version when copied, the int8 copy)
     int8: Optional[Tuple["weakref.ref[torch.nn.Module]", int, torch.nn.Module]] = None
+    # the same for the bfloat16 copy that CPU prediction runs with bfloat16 mixed precision
+    bfloat16: Optional[Tuple["weakref.ref[torch.nn.Module]", int, torch.nn.Module]] = None
     n_real_tokens: int = 0
     n_padded_tokens: int = 0
 
@@ -502,18 +566,39 @@ def _cls_only_matches_full(transformer: torch.nn.Module) -> bool:
 
 
 def _inference_module(model: Model) -> torch.nn.Module:
-    """The torch module that predicts: the encoder, or its int8 copy (made again
-    whenever the float weights changed since; they stay for saving and training)."""
+    """The torch module that predicts: the encoder, its int8 copy, or (bfloat16 mixed
+    precision on a CPU that has bfloat16) its bfloat16 copy. A copy is made again
+    whenever the float weights changed since; they stay for saving and training.
+    On a CPU a bfloat16 copy is faster than autocast, which casts every weight of
+    every layer on every call."""
     source = model.shims[0]._model
-    if not model.attrs["quantize_int8"]:
-        return source
     state = _runtime(model)
     version = _weights_version(source)
-    if state.int8 is None or state.int8[0]() is not source or state.int8[1] != version:
-        from ..models.quantize import quantize_encoder
+    if model.attrs["quantize_int8"]:
+        if state.int8 is None or state.int8[0]() is not source or state.int8[1] != version:
+            from ..models.quantize import quantize_encoder
 
-        state.int8 = (weakref.ref(source), version, quantize_encoder(source))
-    return state.int8[2]
+            state.int8 = (weakref.ref(source), version, quantize_encoder(source))
+        return state.int8[2]
+    if next(source.parameters()).device.type == "cpu" and _cpu_bfloat16(model):
+        if state.bfloat16 is None or state.bfloat16[0]() is not source or state.bfloat16[1] != version:
+            state.bfloat16 = None  # the old copy goes before the new one is made
+            state.bfloat16 = (weakref.ref(source), version, _bfloat16_copy(source))
+        return state.bfloat16[2]
+    return source
+
+
+def _bfloat16_copy(source: torch.nn.Module) -> torch.nn.Module:
+    clone = copy.deepcopy(source).to(torch.bfloat16)
+    clone.eval()
+    for param in clone.parameters():
+        param.requires_grad_(False)
+    return clone
+
+
+def _is_bfloat16_copy(module: torch.nn.Module) -> bool:
+    first = next(module.parameters(), None)
+    return first is not None and first.dtype == torch.bfloat16
 
 
 def _weights_version(module: torch.nn.Module) -> int:

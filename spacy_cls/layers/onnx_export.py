@@ -4,8 +4,9 @@ layer at [CLS] only when the pooling needs nothing else."""
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable, Optional
 
-from ..models.onnx import INPUT_NAMES, OPSET, fuse_graph, output_names, quantize_graph, require_onnxruntime
+from ..models.onnx import INPUT_NAMES, OPSET, Int8Recipe, fuse_graph, output_names, quantize_graph, require_onnxruntime
 from .cls_forward import cls_only_rows, encode_rows
 from .pooling import pool
 
@@ -77,8 +78,13 @@ def export_graph(transformer, pooling: str, cls_only: bool, path: Path) -> None:
         )
 
 
-def build_graph(transformer, pooling: str, cls_only: bool, int8: bool) -> bytes:
-    """The optimised (and, with `int8`, quantised) graph of a CPU torch encoder, as bytes."""
+def build_graph(
+    transformer, pooling: str, cls_only: bool, int8: bool, recipe: Optional[Int8Recipe] = None,
+    choose_recipe: Optional[Callable[[Path], Int8Recipe]] = None,
+) -> bytes:
+    """The optimised (and, with `int8`, quantised following `recipe`) graph of a CPU
+    torch encoder, as bytes. `choose_recipe`, given the optimised float32 graph's path,
+    returns the recipe instead (int8 calibration)."""
     require_onnxruntime()
     with tempfile.TemporaryDirectory(prefix="spacy_cls_onnx_") as tmp:
         folder = Path(tmp)
@@ -86,6 +92,9 @@ def build_graph(transformer, pooling: str, cls_only: bool, int8: bool) -> bytes:
         fuse_graph(folder / "exported.onnx", folder / "fused.onnx", transformer)
         final = folder / "fused.onnx"
         if int8:
-            quantize_graph(final, folder / "int8.onnx")
+            if choose_recipe is not None:
+                recipe = choose_recipe(final)
+            n_layers = int(getattr(transformer.config, "num_hidden_layers", 0) or 0)
+            quantize_graph(final, folder / "int8.onnx", recipe or Int8Recipe(), n_layers=n_layers)
             final = folder / "int8.onnx"
         return final.read_bytes()

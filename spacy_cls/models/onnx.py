@@ -19,6 +19,7 @@ of the torch path (`saved_checks`).
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -167,14 +168,59 @@ def fuse_graph(source: Path, target: Path, transformer) -> bool:
     return True
 
 
-def quantize_graph(source: Path, target: Path) -> None:
+@dataclass(frozen=True)
+class Int8Recipe:
+    """What ONNX Runtime's dynamic int8 quantisation leaves in float32.
+
+    `embeddings`: quantise the embedding tables (Gather, EmbedLayerNormalization) too.
+    `fp32_layers`: encoder layers (0 is the first; -1 the last) that stay float32.
+    Which layers move the labels most depends on the model: `optimize --int8
+    --calibrate TEXTS` measures it (models/int8_calibration.py)."""
+
+    embeddings: bool = True
+    fp32_layers: Tuple[int, ...] = ()
+
+    def layers(self, n_layers: int) -> Tuple[int, ...]:
+        """`fp32_layers` as indices from 0, sorted; refuses ones the encoder lacks."""
+        bad = [k for k in self.fp32_layers if not -n_layers <= k < n_layers]
+        if bad:
+            raise ValueError(
+                f"fp32_layers {list(self.fp32_layers)}: the encoder has {n_layers} layers "
+                f"(0 to {n_layers - 1}, or -1 for the last); {bad} is not one of them."
+            )
+        return tuple(sorted({k % n_layers for k in self.fp32_layers}))
+
+    def describe(self) -> str:
+        kept = []
+        if not self.embeddings:
+            kept.append("embeddings")
+        if self.fp32_layers:
+            names = ", ".join(str(k) for k in self.fp32_layers)
+            kept.append(f"layer{'s' if len(self.fp32_layers) > 1 else ''} {names}")
+        return "int8" + (f" ({' and '.join(kept)} in float32)" if kept else " (everything)")
+
+
+QUANTIZED_LAYER_OPS = ("MatMul", "Attention")
+EMBEDDING_OPS = ("Gather", "EmbedLayerNormalization")
+
+
+def quantize_graph(source: Path, target: Path, recipe: Int8Recipe = Int8Recipe(), n_layers: int = 0) -> None:
     """ONNX Runtime's dynamic int8 quantisation: int8 weights (one scale per output
     channel), activations quantised per batch at run time (no calibration data needed).
     Per channel rather than per tensor: on SST-2 dev with all-MiniLM-L6-v2 it kept the
-    torch label on 97.8% of texts instead of 95.2% (benchmarks/results/onnx.md)."""
+    torch label on 97.8% of texts instead of 95.2% (benchmarks/results/onnx.md).
+    `recipe` says what stays float32; `n_layers` is the encoder's depth (needed for
+    `fp32_layers`)."""
+    import onnx
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    op_types = list(QUANTIZED_LAYER_OPS) + (list(EMBEDDING_OPS) if recipe.embeddings else [])
+    exclude: List[str] = []
+    if recipe.fp32_layers:
+        kept = set(recipe.layers(n_layers))
+        layers = node_layers(onnx.load(str(source), load_external_data=False), n_layers)
+        exclude = [name for name, layer in layers.items() if layer in kept]
     # The fused operators (com.microsoft domain) defeat ONNX shape inference: their
     # outputs are float32, which the quantiser is told instead of guessing. For the
     # same reason ONNX Runtime's quantisation pre-processing (shape inference, then its
@@ -183,8 +229,38 @@ def quantize_graph(source: Path, target: Path) -> None:
     with _without_root_log_messages(PRE_PROCESSING_ADVICE):
         quantize_dynamic(
             str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=op_types, nodes_to_exclude=exclude,
             extra_options={"DefaultTensorType": TensorProto.FLOAT},
         )
+
+
+_LAYER_NAME = re.compile(r"(?:^|/)layer\.(\d+)/")
+
+
+def node_layers(model, n_layers: int) -> Dict[str, int]:
+    """The encoder layer of each MatMul and Attention node in an exported graph. The exporter names nodes after the module that ran them
+    (`/layer.3/intermediate/dense/MatMul`); fused nodes (`Attention_2`) and the
+    [CLS]-only last layer's nodes carry no layer number, so a node belongs to the first
+    layer whose last named node does not come before it in the graph's (topological)
+    order, and nodes after layer n_layers - 2's last one to the last layer."""
+    nodes = list(model.graph.node)
+    last_index: Dict[int, int] = {}
+    for index, node in enumerate(nodes):
+        match = _LAYER_NAME.search(node.name)
+        if match:
+            last_index[int(match.group(1))] = index
+    if n_layers < 1 or any(layer not in last_index for layer in range(n_layers - 1)):
+        raise ValueError(
+            f"The graph's node names do not show its {n_layers} encoder layers "
+            f"(named layers: {sorted(last_index)}), so no layer can be kept in float32; "
+            f"quantise every layer (no fp32_layers)."
+        )
+    bounds = [last_index[layer] for layer in range(n_layers - 1)]
+    layers: Dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        if node.op_type in QUANTIZED_LAYER_OPS:
+            layers[node.name] = next((k for k, bound in enumerate(bounds) if index <= bound), n_layers - 1)
+    return layers
 
 
 PRE_PROCESSING_ADVICE = "pre-processing before quantization"

@@ -12,7 +12,9 @@ holds the encoder), so the optimized pipeline cannot be trained: train the origi
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy
 
 from spacy.language import Language
 from thinc.api import Model
@@ -21,12 +23,25 @@ from ..layers.encoder import _use_cls_only, get_hf
 from ..layers.head import NORMALIZE_FEATURES
 from ..layers.onnx_encoder import META_KEY, SOURCE_KEY, is_onnx_encoder
 from ..layers.onnx_export import build_graph
-from ..models.onnx import sha256
+from ..models.int8_calibration import CalibrationReport, calibrate_fp32_layers
+from ..models.onnx import Int8Recipe, output_names, sha256
 from .architectures import build_classifier_on_encoder
 from .onnx_architectures import build_onnx_cls_encoder
 from .spans import is_cls_component
 
 ONNX_REQUIREMENT = "onnxruntime>=1.17"
+
+
+@dataclass
+class Int8Calibration:
+    """Sample texts on which `optimize --int8` measures which layers to keep in float32
+    (models/int8_calibration.py): until the labels agree with float32 on `target` percent
+    of them, or `max_fp32_layers` are kept (-1: no limit). Use texts like the ones the
+    pipeline will label, not its evaluation set."""
+
+    texts: Sequence[str]
+    target: float = 99.5
+    max_fp32_layers: int = -1
 
 
 @dataclass
@@ -37,18 +52,29 @@ class OptimizedComponent:
     int8: bool
     graph_bytes: int
     sha256: str
+    recipe: Optional[Int8Recipe] = None
+    calibration: Optional[CalibrationReport] = None
 
 
 def optimize_pipeline(
-    nlp: Language, *, int8: bool = False, component: Optional[str] = None, threads: int = 0
+    nlp: Language, *, int8: bool = False, component: Optional[str] = None, threads: int = 0,
+    int8_recipe: Optional[Int8Recipe] = None, calibration: Optional[Int8Calibration] = None,
 ) -> List[OptimizedComponent]:
     """Swap the encoder of `component` (default: every spacy_cls component with its own
     encoder) for an ONNX Runtime graph, in place. `int8`: ONNX Runtime's dynamic int8
-    quantisation. `threads`: ONNX Runtime's intra-op threads (0: as many as torch uses)."""
+    quantisation, leaving in float32 what `int8_recipe` says (default: `Int8Recipe()`),
+    or, with `calibration`, the layers measured to move the labels most.
+    `threads`: ONNX Runtime's intra-op threads (0: as many as torch uses)."""
+    if calibration is not None and not int8:
+        raise ValueError("int8 calibration chooses what int8 quantisation keeps in float32: set int8=True.")
     names = _components_to_optimize(nlp, component)
+    recipe = (int8_recipe or Int8Recipe()) if int8 else None
     done = []
     for name in names:
-        done.append(_optimize_component(nlp, name, int8=int8, threads=threads))
+        done.append(_optimize_component(nlp, name, recipe=recipe, threads=threads, calibration=calibration))
+    if recipe is not None:
+        # Not in the component's config: the graph is the quantised one, and this says how.
+        nlp.meta.setdefault(META_KEY, {})["int8"] = {item.name: item.recipe.describe() for item in done}
     requirements = nlp.meta.setdefault("requirements", [])
     if not any(str(req).startswith("onnxruntime") for req in requirements):
         requirements.append(ONNX_REQUIREMENT)
@@ -58,6 +84,7 @@ def optimize_pipeline(
 def optimize_to_disk(
     source: Union[str, Path], output: Union[str, Path], *, int8: bool = False,
     component: Optional[str] = None, threads: int = 0, check: Optional[bool] = None,
+    int8_recipe: Optional[Int8Recipe] = None, calibration: Optional[Int8Calibration] = None,
 ) -> List[OptimizedComponent]:
     """Load the pipeline at `source` (checked first: `load_checked`; `check=False`
     skips the folder check), optimize it and save the copy to `output`."""
@@ -70,7 +97,8 @@ def optimize_to_disk(
             f"(and the copy cannot be trained), so give another output folder."
         )
     nlp = load_checked(source, check=check)
-    done = optimize_pipeline(nlp, int8=int8, component=component, threads=threads)
+    done = optimize_pipeline(nlp, int8=int8, component=component, threads=threads, int8_recipe=int8_recipe,
+                             calibration=calibration)
     nlp.meta.setdefault(META_KEY, {})[SOURCE_KEY] = str(source)
     output_path.mkdir(parents=True, exist_ok=True)
     nlp.to_disk(output_path)
@@ -106,7 +134,9 @@ def _encoder(proc) -> Model:
     return proc.model.get_ref("encoder")
 
 
-def _optimize_component(nlp: Language, name: str, *, int8: bool, threads: int) -> OptimizedComponent:
+def _optimize_component(
+    nlp: Language, name: str, *, recipe: Optional[Int8Recipe], threads: int, calibration: Optional[Int8Calibration]
+) -> OptimizedComponent:
     proc = nlp.get_pipe(name)
     old_model: Model = proc.model
     encoder = _encoder(proc)
@@ -132,12 +162,20 @@ def _optimize_component(nlp: Language, name: str, *, int8: bool, threads: int) -
     pooling = encoder.attrs["pooling"]
     # The same decision as the torch path (and its probe check), so that both compute alike.
     cls_only = _use_cls_only(encoder)
+    chosen: Dict[str, object] = {"recipe": recipe, "report": None}
+    choose = None
+    if calibration is not None and recipe is not None:
+        def choose(float_graph: Path) -> Int8Recipe:
+            chosen["recipe"], chosen["report"] = _calibrate(old_model, encoder, float_graph, recipe, calibration, threads)
+            return chosen["recipe"]
+
     was_training = transformer.training
     transformer.eval()
     try:
-        graph = build_graph(transformer, pooling, cls_only, int8)
+        graph = build_graph(transformer, pooling, cls_only, recipe is not None, recipe, choose_recipe=choose)
     finally:
         transformer.train(was_training)
+    recipe = chosen["recipe"]
     settings: Dict[str, object] = {
         "pooling": pooling,
         "max_length": int(encoder.attrs["max_length"]),
@@ -148,7 +186,7 @@ def _optimize_component(nlp: Language, name: str, *, int8: bool, threads: int) -
         "max_windows": encoder.attrs["max_windows"],
         "sub_batch_size": int(encoder.attrs["sub_batch_size"]),
         "threads": int(threads),
-        "int8": bool(int8),
+        "int8": recipe is not None,
     }
     new_encoder = build_onnx_cls_encoder(**settings)
     shim = new_encoder.shims[0]
@@ -169,7 +207,41 @@ def _optimize_component(nlp: Language, name: str, *, int8: bool, threads: int) -
         "nO": n_labels,
         "encoder": {"@architectures": "spacy_cls.OnnxClsEncoder.v1", **settings},
     }
-    return OptimizedComponent(name, pooling, cls_only, bool(int8), len(graph), settings["sha256"])
+    return OptimizedComponent(name, pooling, cls_only, recipe is not None, len(graph), settings["sha256"], recipe,
+                              chosen["report"])
+
+
+CALIBRATION_BATCH = 64
+
+
+def _calibrate(model: Model, encoder: Model, float_graph: Path, base: Int8Recipe, calibration: Int8Calibration,
+               threads: int):
+    """Labels come from the component's own head on the graph's features: the argmax
+    for an exclusive component, the set of positive logits for a multi-label one."""
+    from ..decisions.apply import head_logits
+    from ..layers.windows import encode_texts
+
+    hf = get_hf(encoder)
+    texts = [text for text in calibration.texts if isinstance(text, str) and text.strip()]
+    batch = encode_texts(hf.tokenizer, texts, encoder.attrs["max_length"], "truncate", encoder.attrs["stride"], 1)
+    feeds = []
+    for start in range(0, len(texts), CALIBRATION_BATCH):
+        mask = batch.attention_mask[start:start + CALIBRATION_BATCH]
+        length = int(mask.sum(axis=1).max())
+        feeds.append((numpy.ascontiguousarray(batch.input_ids[start:start + CALIBRATION_BATCH, :length]),
+                      numpy.ascontiguousarray(mask[:, :length])))
+    features_at = len(output_names(encoder.attrs["pooling"])) - 1
+    exclusive = not model.attrs.get("multi_label")
+
+    def labels_of(outputs):
+        logits = head_logits(model, model.ops.asarray2f(outputs[features_at]))
+        if logits is None:
+            raise ValueError("int8 calibration reads the labels from a spacy_cls head; this component has another.")
+        return logits.argmax(axis=1) if exclusive else logits > 0
+
+    n_layers = int(hf.transformer.config.num_hidden_layers)
+    return calibrate_fp32_layers(float_graph, n_layers, feeds, labels_of, base=base, target=calibration.target,
+                                 max_fp32_layers=calibration.max_fp32_layers, threads=threads)
 
 
 def _find(section: dict, key: str, default):

@@ -377,13 +377,6 @@ def test_speed_settings_are_checked(tiny_bert):
         make_nlp(tiny_bert, sub_batch_size=-2)
 
 
-def test_mixed_precision_is_a_no_op_on_cpu(tiny_bert):
-    plain = initialized(tiny_bert)
-    mixed = initialized(tiny_bert, mixed_precision=True, mixed_precision_dtype="bfloat16")
-    for a, b in zip(plain.pipe(TEXTS), mixed.pipe(TEXTS)):
-        numpy.testing.assert_allclose(a._.cls_vector, b._.cls_vector, atol=1e-6)
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_mixed_precision_on_gpu_trains_and_predicts(tiny_bert, dtype):
