@@ -1,7 +1,9 @@
 """Docs/s for many documents: `nlp.pipe`, the `apply` local engine, and the Ray engine
 with 1 and 2 workers, on SST-2 (and ChnSentiCorp) train texts, run interleaved
-(A, B, C, D, A, B, ...) so a busy machine slows them alike; then a projection for N
-workers from the measured per-worker rate and startup cost.
+(A, B, C, D, A, B, ...) so a busy machine slows them alike; where Ray's time goes
+(startup, the model's own time in the actors, the rest), for actor calls of the model
+batch (64 rows, as the engine did before) and of ROWS_PER_CALL rows; then a
+projection for N workers from the measured per-worker rate and startup cost.
 
     python benchmarks/scale.py --langs en zh --n 4000 800 --rounds 3
 
@@ -49,17 +51,48 @@ def build_pipeline(lang: str, folder: Path) -> Path:
     return folder
 
 
-def timed_predictor(ready_file: Path):
-    """A Predictor that appends the time it is ready (pipeline loaded) to `ready_file`."""
+def timed_predictor(log_file: Path):
+    """A Predictor that appends to `log_file` when it is ready (pipeline loaded) and
+    the start, end and rows of each call, so that a run's time splits into startup,
+    the model's own time and Ray's share around it."""
     from spacy_cls.scale.predict import Predictor
 
     class TimedPredictor(Predictor):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            with open(ready_file, "a", encoding="utf8") as f:
-                f.write(f"{time.time()}\n")
+            with open(log_file, "a", encoding="utf8") as f:
+                f.write(f"ready {time.time()}\n")
+
+        def predict(self, batch):
+            start = time.time()
+            out = super().predict(batch)
+            with open(log_file, "a", encoding="utf8") as f:
+                f.write(f"call {start} {time.time()} {batch.num_rows}\n")
+            return out
 
     return TimedPredictor
+
+
+def read_phases(log_file: Path, start: float, end: float, n: int) -> Dict[str, float]:
+    ready, calls = [], []
+    for line in log_file.read_text().split("\n"):
+        parts = line.split()
+        if parts and parts[0] == "ready":
+            ready.append(float(parts[1]))
+        elif parts and parts[0] == "call":
+            calls.append((float(parts[1]), float(parts[2]), int(parts[3])))
+    first = min(ready)
+    model = sum(b - a for a, b, _ in calls)
+    return {
+        "startup_s": first - start,
+        "steady_docs_per_s": n / max(end - first, 1e-9),
+        "first_call_after_ready_s": min(a for a, _, _ in calls) - first,
+        "after_last_call_s": end - max(b for _, b, _ in calls),
+        "model_s": model,
+        "model_docs_per_s": sum(k for _, _, k in calls) / max(model, 1e-9),
+        "calls": len(calls),
+        "rows_per_call": sum(k for _, _, k in calls) / max(len(calls), 1),
+    }
 
 
 def texts_for(lang: str, n: int) -> List[str]:
@@ -69,7 +102,7 @@ def texts_for(lang: str, n: int) -> List[str]:
     return [text for text, _ in rows[:n]]
 
 
-def measure(lang: str, n: int, rounds: int, batch_size: int, work: Path) -> Dict:
+def measure(lang: str, n: int, rounds: int, batch_size: int, work: Path, rows_per_call: List[int]) -> Dict:
     import spacy
     import torch
 
@@ -95,36 +128,33 @@ def measure(lang: str, n: int, rounds: int, batch_size: int, work: Path) -> Dict
         output.prepare(out, {"run": counter["i"]}, overwrite=True)
         return out
 
-    phases: Dict[str, List[Dict[str, float]]] = {"apply ray, 1 worker": [], "apply ray, 2 workers": []}
+    ray_systems = {f"apply ray, 1 worker, {k} rows a call": (1, k) for k in rows_per_call}
+    ray_systems[f"apply ray, 2 workers, {rows_per_call[-1]} rows a call"] = (2, rows_per_call[-1])
+    phases: Dict[str, List[Dict[str, float]]] = {name: [] for name in ray_systems}
 
-    def ray_run(workers):
-        name = f"apply ray, {workers} worker{'s' * (workers > 1)}"
-
+    def ray_run(name, workers, per_call):
         def run():
-            # startup: until the first actor has loaded the pipeline (each actor notes
-            # the time in a file); steady: all rows over the time after it.
-            ready_file = work / f"ready_{lang}_{counter['i'] + 1}"
+            log_file = work / f"calls_{lang}_{counter['i'] + 1}"
             start = time.time()
             sum(write_parts(shards, fresh(), pipeline, text_col="text", id_col="id", vectors=False,
                             batch_size=batch_size, workers=workers, gpus_per_worker=0, component=None,
-                            shard_rows=SHARD_ROWS, predictor_cls=timed_predictor(ready_file)))
-            end = time.time()
-            ready = min(float(x) for x in ready_file.read_text().split())
-            phases[name].append({"startup_s": ready - start, "steady_docs_per_s": n / max(end - ready, 1e-9)})
+                            shard_rows=SHARD_ROWS, predictor_cls=timed_predictor(log_file),
+                            rows_per_call=per_call))
+            phases[name].append(read_phases(log_file, start, time.time(), n))
         return run
 
     runs = {
         "nlp.pipe": lambda: list(nlp.pipe(texts, batch_size=batch_size)),
         "apply local": lambda: run_local(shards, fresh(), predictor, text_col="text", id_col="id", progress=False),
-        "apply ray, 1 worker": ray_run(1),
-        "apply ray, 2 workers": ray_run(2),
     }
+    runs.update({name: ray_run(name, *spec) for name, spec in ray_systems.items()})
     load_before = os.getloadavg()
     seconds = interleaved(runs, rounds)
     load_after = os.getloadavg()
     for path in work.glob(f"out_{lang}_*"):
         shutil.rmtree(path, ignore_errors=True)
-    return {"n_docs": n, "rounds": rounds, "batch_size": batch_size, "seconds": seconds, "ray_phases": phases,
+    return {"n_docs": n, "rounds": rounds, "batch_size": batch_size, "rows_per_call": rows_per_call,
+            "seconds": seconds, "ray_phases": phases,
             "load_before": load_before, "load_after": load_after}
 
 
@@ -134,33 +164,48 @@ def report(results: Dict[str, Dict], ray_start_seconds: float) -> str:
         n = r["n_docs"]
         med = {name: median(values) for name, values in r["seconds"].items()}
         rate = {name: n / s for name, s in med.items()}
-        phase = {name: (median([p["startup_s"] for p in runs]), median([p["steady_docs_per_s"] for p in runs]))
-                 for name, runs in r["ray_phases"].items()}
-        startup = phase["apply ray, 1 worker"][0]
-        steady = {1: phase["apply ray, 1 worker"][1], 2: phase["apply ray, 2 workers"][1]}
-        rows = [[name, f"{med[name]:.1f}", f"{rate[name]:.1f}",
-                 f"{phase[name][0]:.1f} s, then {phase[name][1]:.1f} docs/s" if name in phase else "-",
-                 ", ".join(f"{v:.1f}" for v in r["seconds"][name])] for name in r["seconds"]]
+        phase = {name: {key: median([p[key] for p in runs]) for key in runs[0]}
+                 for name, runs in r["ray_phases"].items() if runs}
+        rows = [[name, f"{med[name]:.1f}", f"{rate[name]:.1f}", ", ".join(f"{v:.1f}" for v in r["seconds"][name])]
+                for name in r["seconds"]]
         parts.append(f"## {LANGUAGES[lang].dataset.split()[0]} train, first {n:,} texts ({lang})\n")
         parts.append(f"Load average before / after: {' '.join(f'{x:.1f}' for x in r['load_before'])} / "
                      f"{' '.join(f'{x:.1f}' for x in r['load_after'])}\n")
-        parts.append("Measured (median of the interleaved rounds; every round in the last column):\n")
-        parts.append(markdown_table(["system", "median s", "docs/s", "Ray: startup, then steady rate", "rounds (s)"], rows))
-        ratios = [
-            ["apply local / nlp.pipe", f"{rate['apply local'] / rate['nlp.pipe']:.2f}", ">= 0.9"],
-            ["ray 1 worker / apply local (end to end, startup included)",
-             f"{rate['apply ray, 1 worker'] / rate['apply local']:.2f}", ">= 0.8"],
-            ["ray 1 worker steady rate / apply local", f"{steady[1] / rate['apply local']:.2f}", ">= 0.8"],
-            ["ray 2 workers / ray 1 worker, steady rates", f"{steady[2] / steady[1]:.2f}", ""],
-        ]
+        parts.append("Measured, end to end (median of the interleaved rounds; every round in the last column):\n")
+        parts.append(markdown_table(["system", "median s", "docs/s", "rounds (s)"], rows))
+        breakdown = []
+        for name, p in phase.items():
+            steady_s = n / p["steady_docs_per_s"]
+            breakdown.append([name, f"{p['startup_s']:.1f}", f"{p['steady_docs_per_s']:.1f}",
+                              f"{p['model_docs_per_s']:.1f}", f"{p['calls']:.0f}", f"{p['rows_per_call']:.0f}",
+                              f"{p['first_call_after_ready_s']:.2f}", f"{p['after_last_call_s']:.2f}",
+                              f"{100 * (1 - p['model_s'] / max(steady_s, 1e-9)):.0f}%"])
+        parts.append("\nWhere Ray's time goes (medians over the rounds). Startup: from the call to the first actor "
+                     "holding a loaded pipeline. Steady: rows over the time after it. Model: rows over the time "
+                     "inside the actor's calls (summed over actors). Outside the model: the steady time the "
+                     "actors were not computing (waiting for blocks, Arrow, dispatch, writing):\n")
+        parts.append(markdown_table(["system", "startup s", "steady docs/s", "model docs/s", "calls", "rows a call",
+                                     "first call after ready s", "after last call s", "outside the model"],
+                                    breakdown))
+        ratios = [["apply local / nlp.pipe", f"{rate['apply local'] / rate['nlp.pipe']:.2f}", ">= 0.9"]]
+        one_worker = [name for name in phase if ", 1 worker," in name]
+        for name in one_worker:
+            ratios.append([f"{name} / apply local, end to end (startup included)",
+                           f"{rate[name] / rate['apply local']:.2f}", ">= 0.8"])
+            ratios.append([f"{name} / apply local, steady rate", f"{phase[name]['steady_docs_per_s'] / rate['apply local']:.2f}", ""])
+        two = [name for name in phase if ", 2 workers," in name]
+        if two and one_worker:
+            ratios.append(["ray 2 workers / ray 1 worker, steady rates",
+                           f"{phase[two[0]]['steady_docs_per_s'] / phase[one_worker[-1]]['steady_docs_per_s']:.2f}", ""])
         parts.append("\nRatios (measured):\n")
         parts.append(markdown_table(["ratio", "value", "target"], ratios))
-        per_worker = steady[1]
+        best = phase[one_worker[-1]]
+        per_worker, startup = best["steady_docs_per_s"], best["startup_s"]
         proj = [[k, f"{per_worker * k:,.0f}", f"{(startup + PROJECTED_DOCS / (per_worker * k)) / 3600:.2f}"]
                 for k in PROJECTED_WORKERS]
         parts.append(
             f"\nProjected (not measured): {PROJECTED_DOCS:,} docs with N workers of one CPU thread each, "
-            f"from the measured per-worker steady rate ({per_worker:.1f} docs/s) and the measured "
+            f"from the measured per-worker steady rate ({per_worker:.1f} docs/s, {one_worker[-1]}) and the measured "
             f"startup ({startup:.1f} s: Ray Data's plan, the actor started, the pipeline loaded), assuming linear scaling "
             f"(one core per worker, reading and writing not the bottleneck):\n"
         )
@@ -176,6 +221,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[4000, 800], help="texts per language, in --langs order")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rows-per-call", type=int, nargs="+", default=[64, 1024],
+                        help="rows per Ray actor call to compare (64: the model batch, as before; the last one also "
+                             "runs with 2 workers)")
     parser.add_argument("--name", default="scale", help="results file name under benchmarks/results/")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -192,7 +240,7 @@ def main() -> None:
     results: Dict[str, Dict] = {}
     try:
         for lang, n in zip(args.langs, args.n):
-            results[lang] = measure(lang, n, args.rounds, args.batch_size, work)
+            results[lang] = measure(lang, n, args.rounds, args.batch_size, work, args.rows_per_call)
             # written after each language, so that a long run keeps what it measured
             body = report(results, ray_start)
             print(body, flush=True)

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+from ..cpus import usable_cpus
+
 ENGINES = ("torchrun", "ray")
 LOCALHOST = "127.0.0.1"
 
@@ -26,12 +28,9 @@ def free_port(host: str = LOCALHOST) -> int:
 
 
 def threads_per_worker(workers: int) -> int:
-    """The CPUs this process may use (affinity, not the machine's count), shared out."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // max(1, workers))
+    """The CPUs this process may use (affinity and cgroup quota, not the machine's
+    count), shared out."""
+    return max(1, usable_cpus() // max(1, workers))
 
 
 def train_distributed(
@@ -104,7 +103,7 @@ def _ray(config: Path, output, workers: int, overrides: Dict[str, Any], use_gpu:
         else:
             from ..scale.ray_engine import start_local_ray
 
-            start_local_ray(num_cpus=max(workers, len(os.sched_getaffinity(0))))
+            start_local_ray(num_cpus=max(workers, usable_cpus()))
     output_path = str(Path(output).resolve()) if output else None
 
     def loop_per_worker(settings):

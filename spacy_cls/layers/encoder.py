@@ -34,6 +34,7 @@ from spacy_transformers.layers.hf_shim import HFShim
 from thinc.api import Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
+from ..cpus import cap_torch_threads
 from ..models.layer_drop import check_layers_setting, drop_layers
 from ..models.loaders import load_encoder
 from .cache import EncoderCache, text_key
@@ -485,6 +486,7 @@ def _runtime(model: Model) -> _Runtime:
     shim = model.shims[0]
     state = _RUNTIME.get(shim)
     if state is None:
+        cap_torch_threads()
         state = _RUNTIME[shim] = _Runtime(EncoderCache(model.attrs["cache_size"]))
     elif state.cache.max_size != model.attrs["cache_size"]:
         state.cache = EncoderCache(model.attrs["cache_size"])

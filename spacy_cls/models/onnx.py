@@ -300,9 +300,13 @@ class OnnxEncoderSession:
 
 def default_threads() -> int:
     """As many threads as torch uses (OMP_NUM_THREADS or the physical cores), so that
-    one setting governs both backends."""
+    one setting governs both backends, and no more than the CPUs this process may use
+    (affinity and cgroup quota)."""
     import torch
 
+    from ..cpus import cap_torch_threads
+
+    cap_torch_threads()
     return max(1, torch.get_num_threads())
 
 

@@ -28,6 +28,11 @@ from .predict import Predictor
 # CPUs each read or write task asks for: small, so that they still run beside
 # actors that hold most of a machine.
 IO_CPUS = 0.25
+# Rows per call of a classifier actor. The actor runs the pipeline over them in
+# model batches of `batch_size`; a call per model batch (64 rows) cost Ray Data a
+# task dispatch, a block and an Arrow round trip per 64 rows, a fifth or more of a
+# one-thread worker's time (benchmarks/scale.py).
+ROWS_PER_CALL = 1024
 
 
 def apply_ray(
@@ -113,7 +118,10 @@ def _normalise_batch(batch: pa.Table, text_col: str, id_col: str) -> pa.Table:
 def classify_dataset(rows, pipeline_path: Union[str, Path], *, vectors: bool, workers: int,
                      gpus_per_worker: float, batch_size: int, cpus_per_worker: Optional[float] = None,
                      component: Optional[str] = None, predictor_cls: Type[Predictor] = Predictor,
-                     **ray_remote_args: Any):
+                     rows_per_call: Optional[int] = None, **ray_remote_args: Any):
+    """The classify stage: `rows` through an actor pool of `workers` Predictors, each
+    call `rows_per_call` rows (default: ROWS_PER_CALL, at least `batch_size`) run in
+    model batches of `batch_size`."""
     from ray.data import ActorPoolStrategy
 
     if workers < 1:
@@ -125,13 +133,21 @@ def classify_dataset(rows, pipeline_path: Union[str, Path], *, vectors: bool, wo
             "pipeline_path": str(Path(pipeline_path).resolve()), "vectors": vectors, "batch_size": batch_size,
             "component": component, "num_threads": max(1, math.floor(cpus)), "use_gpu": gpus_per_worker > 0,
         },
-        batch_size=batch_size,
+        batch_size=max(batch_size, rows_per_call or ROWS_PER_CALL),
         batch_format="pyarrow",
         compute=ActorPoolStrategy(size=workers),
         num_cpus=cpus,
         num_gpus=gpus_per_worker or None,
         **ray_remote_args,
     )
+
+
+def call_rows(total_rows: int, workers: int, batch_size: int, calls_per_worker: int = 4) -> int:
+    """Rows per actor call for a job of `total_rows`: ROWS_PER_CALL, but small enough
+    that each worker still gets `calls_per_worker` calls (a small job is not held by
+    one actor while the others wait), and never below a model batch."""
+    share = -(-max(total_rows, 1) // (max(workers, 1) * calls_per_worker))
+    return max(batch_size, min(ROWS_PER_CALL, share))
 
 
 def worker_cpus(workers: int) -> float:
@@ -238,13 +254,15 @@ _QUIET = ("enable_progress_bars", "enable_operator_progress_bars", "verbose_stat
 def write_parts(shards: Sequence[inputs.Shard], out_dir: Path, pipeline_path: Union[str, Path], *, text_col: str,
                 id_col: Optional[str], vectors: bool, batch_size: int, workers: int, gpus_per_worker: float,
                 component: Optional[str], shard_rows: int, keep: Sequence[str] = (),
-                predictor_cls: Type[Predictor] = Predictor) -> Iterator[int]:
+                predictor_cls: Type[Predictor] = Predictor, rows_per_call: Optional[int] = None) -> Iterator[int]:
     """Run the read, classify and write stages on the connected Ray cluster, yielding
     the rows of each write batch as it finishes."""
     rows = shards_dataset(shards, text_col, id_col, keep)
+    if rows_per_call is None:
+        rows_per_call = call_rows(sum(shard.n_rows for shard in shards), workers, batch_size)
     classified = classify_dataset(rows, pipeline_path, vectors=vectors, workers=workers,
                                   gpus_per_worker=gpus_per_worker, batch_size=batch_size,
-                                  component=component, predictor_cls=predictor_cls)
+                                  component=component, predictor_cls=predictor_cls, rows_per_call=rows_per_call)
     written = classified.map_batches(_write_batch, batch_size=shard_rows, batch_format="pyarrow",
                                      num_cpus=IO_CPUS, fn_kwargs={"out_dir": str(Path(out_dir).resolve())})
     for batch in written.iter_batches(batch_format="pyarrow", batch_size=None):

@@ -18,8 +18,9 @@ from typing import Callable, Optional, Union
 
 from ray import serve
 
+from ..cpus import usable_cpus
 from .app import Service, create_app
-from .served import ServedPipeline, usable_cpus
+from .served import ServedPipeline
 from .settings import ServeSettings, bind_socket
 
 APP_NAME = "spacy_cls"

@@ -3,11 +3,11 @@
 text and per classifier component with what the components wrote on the docs."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from ..cpus import default_threads
 from ..pipeline.attrs import CLS_LABELS, CLS_UNCERTAINTY, CLS_VECTOR
 
 
@@ -16,14 +16,6 @@ class Outcome:
     """One text's answer: `result` (per component) or `error` (why it was not classified)."""
     result: Optional[Dict[str, Any]] = None
     error: Optional[str] = None
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 class ServedPipeline:
@@ -53,7 +45,7 @@ class ServedPipeline:
 
         from ..models.safe_load import disable_checks_for_this_process, load_checked
 
-        torch.set_num_threads(threads or usable_cpus())
+        torch.set_num_threads(threads or default_threads())
         if not check:
             disable_checks_for_this_process()
         return cls(load_checked(name_or_path, check=check), name_or_path)

@@ -2,6 +2,7 @@
 as nlp.pipe, one row per id after an actor dies, resume, and the Dataset API."""
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy
@@ -10,6 +11,7 @@ import spacy
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
+from ray import cloudpickle  # noqa: E402
 
 from spacy_cls.scale import apply, apply_ray  # noqa: E402
 from spacy_cls.scale.predict import Predictor  # noqa: E402
@@ -27,6 +29,8 @@ def ray_cluster(tmp_path_factory):
     start_local_ray(num_cpus=2, object_store_memory=200 * 1024**2,
                     _temp_dir=str(tmp_path_factory.mktemp("ray")), log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    # Test modules are not importable on Ray's workers: send this one's classes by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         assert ray_node_addresses() == ["127.0.0.1"]
         yield
@@ -70,12 +74,6 @@ class ExitOnce(Predictor):
 
 
 def test_a_worker_that_dies_loses_and_duplicates_no_row(ray_cluster, en_pipeline, tmp_path):
-    import sys
-
-    from ray import cloudpickle
-
-    # Test modules are not importable on Ray's workers: send this one's classes by value.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     rows = write_jsonl(tmp_path / "in.jsonl", 30)
     marker = tmp_path / "died"
     dataset = _apply_ray_with(ExitOnce, marker, tmp_path / "in.jsonl", en_pipeline)
@@ -133,3 +131,46 @@ def test_command_runs_on_an_existing_cluster_given_by_address(ray_cluster, en_pi
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"rows read +12\n", result.stdout) and "(ray, 1 worker)" in result.stdout
     assert sorted(read_output(tmp_path / "out")["id"]) == sorted(f"in.jsonl:{i + 1}" for i in range(len(rows)))
+
+
+class CountsRows(Predictor):
+    """Notes the rows of each call in a file."""
+
+    def __init__(self, *args, marker: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.marker = marker
+
+    def predict(self, batch):
+        with open(self.marker, "a", encoding="utf8") as f:
+            f.write(f"{batch.num_rows}\n")
+        return super().predict(batch)
+
+
+def test_an_actor_call_holds_several_model_batches(ray_cluster, en_pipeline, tmp_path):
+    from spacy_cls.scale import inputs, output
+    from spacy_cls.scale.ray_engine import call_rows, write_parts
+
+    rows = write_jsonl(tmp_path / "in.jsonl", 48, bad_every=7)
+    marker = tmp_path / "calls"
+
+    class Counting(CountsRows):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, marker=str(marker), **kwargs)
+
+    shards = inputs.plan_shards(inputs.describe_files(tmp_path / "in.jsonl", "text"), 8)
+    out_dir = tmp_path / "out"
+    output.prepare(out_dir, {"run": 1}, overwrite=True)
+    read = sum(write_parts(shards, out_dir, en_pipeline, text_col="text", id_col="id", vectors=False, batch_size=2,
+                           workers=1, gpus_per_worker=0, component=None, shard_rows=8, predictor_cls=Counting))
+    calls = [int(n) for n in marker.read_text().split()]
+    assert read == sum(calls) == 48
+    assert call_rows(48, 1, 2) == 12 and max(calls) == 12
+    assert sorted(read_output(out_dir)["id"]) == sorted(r["id"] for r in rows if "text" in r)
+
+
+@pytest.mark.parametrize("total,workers,batch,expected", [
+    (4000, 1, 64, 1000), (1_000_000, 2, 64, 1024), (100, 4, 64, 64), (0, 1, 8, 8), (10_000, 1, 2048, 2048)])
+def test_call_rows(total, workers, batch, expected):
+    from spacy_cls.scale.ray_engine import call_rows
+
+    assert call_rows(total, workers, batch) == expected
