@@ -20,6 +20,7 @@ Results: benchmarks/results/roofline.md and .json. The optimized copies are writ
 under --work and reused.
 """
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -227,6 +228,12 @@ def make_system(name: str, pipeline: Path, work: Path, threads: int):
     return run
 
 
+def cpu_features() -> Dict[str, object]:
+    from spacy_cls.layers.encoder import cpu_supports_bfloat16
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "bfloat16_supported": cpu_supports_bfloat16()}
+
+
 def cosines(a: numpy.ndarray, b: numpy.ndarray) -> numpy.ndarray:
     return (a * b).sum(axis=1) / numpy.maximum(numpy.linalg.norm(a, axis=1) * numpy.linalg.norm(b, axis=1), 1e-12)
 
@@ -262,7 +269,7 @@ def bench_backends(pipeline: Path, args) -> Dict[str, object]:
               flush=True)
     reference_vectors, reference_labels = outputs["torch"]
     result = {"n_texts": len(texts), "word_pieces": pieces, "gflop": flops / 1e9, "load_average_1min": loads,
-              "systems": {}}
+              **cpu_features(), "systems": {}}
     torch_rate = len(texts) / median(seconds["torch"])
     for name in names:
         vectors, labels = outputs[name]
@@ -290,6 +297,9 @@ def format_peak(peak_results: Dict[int, Dict[str, Dict[str, float]]], fmt: str, 
 def render(peak_results, shapes, backends, args) -> Tuple[str, List[str]]:
     lines: List[str] = []
     shape_names = list(shapes)
+    features = {**cpu_features(), **(backends or {})}
+    lines += [f"CPU features: torch's CPU capability {features['cpu_capability']}; bfloat16 arithmetic "
+              f"{'yes' if features['bfloat16_supported'] else 'no (no bfloat16 rows)'}.", ""]
     lines += ["## Peak: matrix products (GFLOP/s; GOP/s for int8), best call", "",
               "Shapes (m x k x n): " + "; ".join(f"{name} = {m} x {k} x {n}" for name, (m, k, n) in shapes.items()), ""]
     header = ["format, library"] + [f"{shape}, {t} thread{'s' if t > 1 else ''}" for t in sorted(peak_results)
@@ -342,6 +352,11 @@ def target_verdicts(backends) -> List[str]:
                      f"{'met' if ok else 'MISSED'}; {agreement('onnx')}")
     for name, row in systems.items():
         fmt = SYSTEMS[name][1]
+        if fmt == "bfloat16" and not backends.get("bfloat16_supported", True):
+            lines.append(f"{SYSTEMS[name][0]}: not measurable here: this CPU has no bfloat16 arithmetic "
+                         f"(torch's CPU capability: {backends.get('cpu_capability')}), so bfloat16_pipeline keeps "
+                         f"float32 (and warns), {row['x_torch']:.2f}x torch; {agreement(name)}")
+            continue
         if fmt in ("int8", "bfloat16"):
             target = TARGETS[fmt]
             lines.append(f"{SYSTEMS[name][0]}: {row['x_torch']:.2f}x torch (>= {target}): "
@@ -361,6 +376,7 @@ def main() -> None:
     parser.add_argument("--name", default="roofline", help="results file name under benchmarks/results/")
     parser.add_argument("--data", default=os.environ.get("SPACY_CLS_DATA"),
                         help="folder holding sst2/ (default: $SPACY_CLS_DATA, else shared/data beside the project)")
+    parser.add_argument("--from-json", help="render the report again from a results JSON this script wrote")
     args = parser.parse_args()
     if args.data:
         _common.SHARED_DATA = Path(args.data)
@@ -375,9 +391,18 @@ def main() -> None:
     # The encoder's shapes: a batch of 64 texts of SST-2's mean length (25 word
     # pieces) is about 1,600 rows; MiniLM-L6 is 384 wide with a 1,536 feed-forward.
     shapes = {"square": (SQUARE, SQUARE, SQUARE), "feed-forward": (1600, 384, 1536), "projection": (1600, 384, 384)}
-    peak_results = {threads: peaks(threads, shapes, work) for threads in args.peak_threads}
-    backends = None
-    if args.pipeline:
+    if args.from_json:  # the report again, from a run's saved figures
+        saved = json.loads(Path(args.from_json).read_text(encoding="utf8"))
+        peak_results = {int(k): v for k, v in saved["peaks"].items()}
+        backends = saved["backends"]
+        if backends is not None:
+            for key, value in cpu_features().items():
+                backends.setdefault(key, value)
+        sys.argv = saved["command"].split()[1:]
+    else:
+        peak_results = {threads: peaks(threads, shapes, work) for threads in args.peak_threads}
+        backends = None
+    if args.pipeline and not args.from_json:
         if "torch" not in args.systems:
             parser.error("--systems must include torch (the reference)")
         backends = bench_backends(Path(args.pipeline), args)

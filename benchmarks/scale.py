@@ -2,7 +2,7 @@
 with 1 and 2 workers, on SST-2 (and ChnSentiCorp) train texts, run interleaved
 (A, B, C, D, A, B, ...) so a busy machine slows them alike; where Ray's time goes
 (startup, the model's own time in the actors, the rest), for actor calls of the model
-batch (64 rows, as the engine did before) and of ROWS_PER_CALL rows; then a
+batch (64 rows, the default) and of larger calls (--rows-per-call); then a
 projection for N workers from the measured per-worker rate and startup cost.
 
     python benchmarks/scale.py --langs en zh --n 4000 800 --rounds 3

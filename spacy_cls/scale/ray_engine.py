@@ -28,11 +28,6 @@ from .predict import Predictor
 # CPUs each read or write task asks for: small, so that they still run beside
 # actors that hold most of a machine.
 IO_CPUS = 0.25
-# Rows per call of a classifier actor. The actor runs the pipeline over them in
-# model batches of `batch_size`; a call per model batch (64 rows) cost Ray Data a
-# task dispatch, a block and an Arrow round trip per 64 rows, a fifth or more of a
-# one-thread worker's time (benchmarks/scale.py).
-ROWS_PER_CALL = 1024
 
 
 def apply_ray(
@@ -49,6 +44,7 @@ def apply_ray(
     component: Optional[str] = None,
     shard_rows: int = 10_000,
     predictor_cls: Type[Predictor] = Predictor,
+    rows_per_call: Optional[int] = None,
     **ray_remote_args: Any,
 ):
     """Classify a Ray Dataset (or input paths: a file, folder, glob or list) with a
@@ -60,12 +56,14 @@ def apply_ray(
 
     A Dataset must have the `id_col` column; paths may lack it (ids are then
     ``<file>:<row number>``). `predictor_cls`: a `Predictor` subclass to run instead.
+    `rows_per_call`: rows an actor gets per call (default `batch_size`), run in model
+    batches of `batch_size`.
     """
     rows = normalised_dataset(data, text_col, id_col, shard_rows)
     classified = classify_dataset(
         rows, pipeline_path, vectors=vectors, workers=workers, gpus_per_worker=gpus_per_worker,
         batch_size=batch_size, cpus_per_worker=cpus_per_worker, component=component,
-        predictor_cls=predictor_cls, **ray_remote_args,
+        predictor_cls=predictor_cls, rows_per_call=rows_per_call, **ray_remote_args,
     )
     return classified.map_batches(public_columns, batch_format="pyarrow", batch_size=None, num_cpus=IO_CPUS)
 
@@ -120,8 +118,10 @@ def classify_dataset(rows, pipeline_path: Union[str, Path], *, vectors: bool, wo
                      component: Optional[str] = None, predictor_cls: Type[Predictor] = Predictor,
                      rows_per_call: Optional[int] = None, **ray_remote_args: Any):
     """The classify stage: `rows` through an actor pool of `workers` Predictors, each
-    call `rows_per_call` rows (default: ROWS_PER_CALL, at least `batch_size`) run in
-    model batches of `batch_size`."""
+    call `rows_per_call` rows (default and at least: `batch_size`) run in model batches
+    of `batch_size`. Calls of 1,024 rows measured the same steady rate as calls of one
+    model batch (64) on SST-2 (benchmarks/results/scale.md): Ray's per-call cost is not
+    where its time goes, so one call per model batch stays the default."""
     from ray.data import ActorPoolStrategy
 
     if workers < 1:
@@ -133,21 +133,13 @@ def classify_dataset(rows, pipeline_path: Union[str, Path], *, vectors: bool, wo
             "pipeline_path": str(Path(pipeline_path).resolve()), "vectors": vectors, "batch_size": batch_size,
             "component": component, "num_threads": max(1, math.floor(cpus)), "use_gpu": gpus_per_worker > 0,
         },
-        batch_size=max(batch_size, rows_per_call or ROWS_PER_CALL),
+        batch_size=max(batch_size, rows_per_call or batch_size),
         batch_format="pyarrow",
         compute=ActorPoolStrategy(size=workers),
         num_cpus=cpus,
         num_gpus=gpus_per_worker or None,
         **ray_remote_args,
     )
-
-
-def call_rows(total_rows: int, workers: int, batch_size: int, calls_per_worker: int = 4) -> int:
-    """Rows per actor call for a job of `total_rows`: ROWS_PER_CALL, but small enough
-    that each worker still gets `calls_per_worker` calls (a small job is not held by
-    one actor while the others wait), and never below a model batch."""
-    share = -(-max(total_rows, 1) // (max(workers, 1) * calls_per_worker))
-    return max(batch_size, min(ROWS_PER_CALL, share))
 
 
 def worker_cpus(workers: int) -> float:
@@ -258,8 +250,6 @@ def write_parts(shards: Sequence[inputs.Shard], out_dir: Path, pipeline_path: Un
     """Run the read, classify and write stages on the connected Ray cluster, yielding
     the rows of each write batch as it finishes."""
     rows = shards_dataset(shards, text_col, id_col, keep)
-    if rows_per_call is None:
-        rows_per_call = call_rows(sum(shard.n_rows for shard in shards), workers, batch_size)
     classified = classify_dataset(rows, pipeline_path, vectors=vectors, workers=workers,
                                   gpus_per_worker=gpus_per_worker, batch_size=batch_size,
                                   component=component, predictor_cls=predictor_cls, rows_per_call=rows_per_call)

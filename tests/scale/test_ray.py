@@ -148,7 +148,7 @@ class CountsRows(Predictor):
 
 def test_an_actor_call_holds_several_model_batches(ray_cluster, en_pipeline, tmp_path):
     from spacy_cls.scale import inputs, output
-    from spacy_cls.scale.ray_engine import call_rows, write_parts
+    from spacy_cls.scale.ray_engine import write_parts
 
     rows = write_jsonl(tmp_path / "in.jsonl", 48, bad_every=7)
     marker = tmp_path / "calls"
@@ -161,16 +161,10 @@ def test_an_actor_call_holds_several_model_batches(ray_cluster, en_pipeline, tmp
     out_dir = tmp_path / "out"
     output.prepare(out_dir, {"run": 1}, overwrite=True)
     read = sum(write_parts(shards, out_dir, en_pipeline, text_col="text", id_col="id", vectors=False, batch_size=2,
-                           workers=1, gpus_per_worker=0, component=None, shard_rows=8, predictor_cls=Counting))
+                           workers=1, gpus_per_worker=0, component=None, shard_rows=8, predictor_cls=Counting,
+                           rows_per_call=12))
     calls = [int(n) for n in marker.read_text().split()]
     assert read == sum(calls) == 48
-    assert call_rows(48, 1, 2) == 12 and max(calls) == 12
+    assert max(calls) == 12
     assert sorted(read_output(out_dir)["id"]) == sorted(r["id"] for r in rows if "text" in r)
 
-
-@pytest.mark.parametrize("total,workers,batch,expected", [
-    (4000, 1, 64, 1000), (1_000_000, 2, 64, 1024), (100, 4, 64, 64), (0, 1, 8, 8), (10_000, 1, 2048, 2048)])
-def test_call_rows(total, workers, batch, expected):
-    from spacy_cls.scale.ray_engine import call_rows
-
-    assert call_rows(total, workers, batch) == expected
