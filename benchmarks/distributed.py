@@ -64,7 +64,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rows", type=int, default=2000)
     args = parser.parse_args()
-    cpus = len(os.sched_getaffinity(0))
+    from spacy_cls.cpus import usable_cpus
+
+    cpus = usable_cpus()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         train, dev = write_sst2(tmp, args.rows)

@@ -297,7 +297,7 @@ def format_peak(peak_results: Dict[int, Dict[str, Dict[str, float]]], fmt: str, 
 def render(peak_results, shapes, backends, args) -> Tuple[str, List[str]]:
     lines: List[str] = []
     shape_names = list(shapes)
-    features = {**cpu_features(), **(backends or {})}
+    features = backends or cpu_features()
     lines += [f"CPU features: torch's CPU capability {features['cpu_capability']}; bfloat16 arithmetic "
               f"{'yes' if features['bfloat16_supported'] else 'no (no bfloat16 rows)'}.", ""]
     lines += ["## Peak: matrix products (GFLOP/s; GOP/s for int8), best call", "",

@@ -229,11 +229,12 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import ray
 
+    from spacy_cls.cpus import usable_cpus
     from spacy_cls.scale.ray_engine import start_local_ray
 
     work = Path(tempfile.mkdtemp(prefix="spacy_cls_scale_"))
     started = time.perf_counter()
-    start_local_ray(num_cpus=os.cpu_count(), object_store_memory=500 * 1024**2, _temp_dir=str(work / "ray"),
+    start_local_ray(num_cpus=usable_cpus(), object_store_memory=500 * 1024**2, _temp_dir=str(work / "ray"),
                     log_to_driver=False)
     ray_start = time.perf_counter() - started
     ray.data.DataContext.get_current().enable_progress_bars = False
