@@ -15,7 +15,8 @@ def serve_command(
     max_batch_tokens: Annotated[Optional[int], typer.Option(help="Word pieces per batch, summed over its texts (default: max(4096, the model's max length)).", show_default=False)] = None,
     max_wait_ms: Annotated[float, typer.Option(help="Longest a text that finds the model idle waits for more texts to batch with.")] = 2.0,
     max_queue_texts: Annotated[int, typer.Option(help="Texts waiting, all requests together; past it: 429 with Retry-After.")] = 2048,
-    max_queue_ms: Annotated[Optional[float], typer.Option(help="A request that would wait longer than this (estimated from the recent rate) gets 429 (default: three batch times, at least 1000).", show_default=False)] = None,
+    max_concurrent_requests: Annotated[int, typer.Option(help="Classify requests handled at once; past it: 429 before the body is read.")] = 512,
+    max_queue_ms: Annotated[Optional[float], typer.Option(help="A request that would wait longer than this (estimated from the recent rate) gets 429 (default: 250).", show_default=False)] = None,
     max_texts_per_request: Annotated[int, typer.Option(help="Texts in one request; past it: 413.")] = 256,
     max_text_chars: Annotated[int, typer.Option(help="Characters in one text; past it: 413.")] = 100_000,
     max_body_bytes: Annotated[int, typer.Option(help="Bytes in one request body; past it: 413.")] = 4 * 1024 * 1024,
@@ -34,7 +35,7 @@ def serve_command(
 
     settings = ServeSettings(
         host=host, port=port, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
-        max_queue_texts=max_queue_texts, max_queue_ms=max_queue_ms, max_texts_per_request=max_texts_per_request,
+        max_queue_texts=max_queue_texts, max_concurrent_requests=max_concurrent_requests, max_queue_ms=max_queue_ms, max_texts_per_request=max_texts_per_request,
         max_text_chars=max_text_chars, max_body_bytes=max_body_bytes, timeout=timeout, threads=threads,
         warmup_texts=warmup_texts, check=check, engine=engine, replicas=replicas, address=address,
         cpus_per_replica=cpus_per_replica, allow_remote=allow_remote)

@@ -4,14 +4,15 @@
 and is the same in one process and in a Ray Serve replica; `create_app` builds the
 app around one. The request body is read and checked here, before anything is
 queued, so that each kind of bad input gets its own status and message:
-413 (too large), 422 (not the schema), 429 (queue full), 503 (loading, draining,
-or past --timeout)."""
+413 (too large), 422 (not the schema), 429 (too many requests at once, or the queue
+full), 503 (loading, draining, or past --timeout)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Callable, Dict, List, Optional, Union
 
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
-from .batcher import MicroBatcher, QueueFull, Stopped
+from .batcher import DEFAULT_QUEUE_MS, MicroBatcher, QueueFull, Stopped
 from .metrics import ServiceMetrics
 from .served import ServedPipeline
 from .settings import ServeSettings, check_against_pipeline
@@ -77,6 +78,11 @@ class Service:
         self.state = "loading"  # loading -> ready -> draining; or failed
         self.failure: Optional[str] = None
         self._starting: Optional[asyncio.Task] = None
+        # Loading, warming up and every batch run on this one thread. Torch's OpenMP
+        # keeps a team of worker threads per thread that enters a parallel region; a
+        # second such thread (a load on one thread, batches on another) left a model
+        # pass 1.5-3x slower on 2 cores than the same pass on a single thread.
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacy-cls-model")
 
     def start(self) -> None:
         """Load and warm up in the background (GET /health answers 503 meanwhile)."""
@@ -89,7 +95,11 @@ class Service:
 
     def load_now(self) -> None:
         """Load, check the settings against the pipeline, warm up: the blocking part of
-        starting (a Ray Serve replica runs it in its constructor)."""
+        starting (a Ray Serve replica runs it in its constructor). The work runs on the
+        model thread, whichever thread calls this."""
+        self.model_thread.submit(self._load_on_model_thread).result()
+
+    def _load_on_model_thread(self) -> None:
         served = self.loader()
         self.max_batch_tokens = check_against_pipeline(
             self.settings, served.max_length, served.long_text, served.max_windows)
@@ -100,14 +110,14 @@ class Service:
         self.batcher = MicroBatcher(
             served.classify, served.word_pieces, max_batch_tokens=self.max_batch_tokens,
             max_wait_ms=self.settings.max_wait_ms, max_queue_texts=self.settings.max_queue_texts,
-            max_queue_ms=self.settings.max_queue_ms, metrics=self.metrics)
+            max_queue_ms=self.settings.max_queue_ms, metrics=self.metrics, executor=self.model_thread)
         self.state = "ready"
         self.metrics.ready.set(1)
         log.info("spacy_cls serve: ready (budget %d word pieces a batch)", self.max_batch_tokens)
 
     async def _load_and_warm(self) -> None:
         try:
-            await asyncio.to_thread(self.load_now)
+            await asyncio.get_running_loop().run_in_executor(self.model_thread, self._load_on_model_thread)
         except BaseException as e:  # noqa: BLE001  (reported, then the server stops)
             self.state, self.failure = "failed", str(e) or type(e).__name__
             log.error("spacy_cls serve: cannot start: %s", e)
@@ -122,6 +132,7 @@ class Service:
             self._starting.cancel()
         if self.batcher is not None:
             await self.batcher.drain()
+        self.model_thread.shutdown(wait=False)
 
     def info(self) -> Dict[str, Any]:
         s = self.settings
@@ -130,7 +141,8 @@ class Service:
             out.update(self.served.info())
         out["serving"] = {
             "engine": s.engine, "max_batch_tokens": self.max_batch_tokens, "max_wait_ms": s.max_wait_ms,
-            "max_queue_texts": s.max_queue_texts, "max_queue_ms": s.max_queue_ms, "max_texts_per_request": s.max_texts_per_request,
+            "max_queue_texts": s.max_queue_texts, "max_concurrent_requests": s.max_concurrent_requests,
+            "max_queue_ms": s.max_queue_ms if s.max_queue_ms is not None else DEFAULT_QUEUE_MS, "max_texts_per_request": s.max_texts_per_request,
             "max_text_chars": s.max_text_chars, "max_body_bytes": s.max_body_bytes, "timeout_s": s.timeout,
         }
         return out
@@ -285,6 +297,34 @@ class _MetricsMiddleware:
                                                 time.monotonic() - started)
 
 
+class _ConcurrencyGate:
+    """429 for a classify request past --max-concurrent-requests, before its body is
+    read or parsed, so that a flood costs the event loop as little as possible.
+    Written here rather than taken from uvicorn (`--limit-concurrency`): that limit
+    answers 503, counts every endpoint (so /health and /metrics would fail under
+    load) and is not part of a Ray Serve replica."""
+
+    def __init__(self, app, get_service: Callable[[], Optional[Service]]) -> None:
+        self.app, self.get_service = app, get_service
+        self.active = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") != "/v1/classify":
+            return await self.app(scope, receive, send)
+        service = self.get_service()
+        if service is not None and self.active >= service.settings.max_concurrent_requests:
+            retry = service.batcher.retry_after() if service.batcher is not None else 1
+            error = HttpError(429, f"{self.active} requests are being handled, at most "
+                                   f"{service.settings.max_concurrent_requests} (--max-concurrent-requests); "
+                                   f"retry in {retry}s", {"Retry-After": str(retry)}, reason="too_many_requests")
+            return await _error_response(error, service)(scope, receive, send)
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 def create_app(get_service: Callable[[], Optional[Service]], *, manage_lifespan: bool = True) -> FastAPI:
     """The API around the service `get_service()` returns (one process: a fixed one;
     a Ray Serve replica: the replica's). `manage_lifespan`: start and drain it with
@@ -303,6 +343,8 @@ def create_app(get_service: Callable[[], Optional[Service]], *, manage_lifespan:
                   description="Classify texts with a spacy_cls pipeline: doc.cats, the decided labels, "
                               "uncertainty and, if asked, the [CLS] vector, per classifier component.",
                   lifespan=lifespan)
+    # The gate sits inside the metrics, which count its 429s too.
+    app.add_middleware(_ConcurrencyGate, get_service=get_service)
     app.add_middleware(_MetricsMiddleware, get_service=get_service)
 
     async def service_or_503() -> Service:

@@ -4,11 +4,12 @@ thread, so the event loop keeps answering while the model runs.
 
 Admission counts texts, whatever the request's shape: a request whose texts do not
 all fit in the queue is refused whole (`QueueFull`), never partly queued. It is also
-refused when the texts ahead of it would take longer than `max_queue_ms` to run, as
-estimated from the recent batches (by default: AUTO_QUEUE_BATCHES batch times), so that
-under overload the accepted requests keep a bounded wait and the rest get 429 at
-once. Each text carries its own future, so every request gets exactly its own
-answers back."""
+refused when the work ahead of it (what is left of the running batch, and the texts
+queued) would take longer than `max_queue_ms`, as estimated from the recent rate, so
+that under overload the accepted requests keep a bounded wait and the rest get 429 at
+once. That bound also sizes the batches under overload: the queue never holds more
+than `max_queue_ms` of work. Each text carries its own future, so every request gets
+exactly its own answers back."""
 from __future__ import annotations
 
 import asyncio
@@ -22,10 +23,9 @@ from typing import Callable, Deque, List, Optional, Sequence
 from .served import Outcome
 
 
-# Default bound on the estimated wait ahead of a new request, in batch times (and at
-# least AUTO_QUEUE_FLOOR_S); applied once MEASURED_BATCHES batches gave a rate.
-AUTO_QUEUE_BATCHES = 3.0
-AUTO_QUEUE_FLOOR_S = 1.0
+# The default bound on the estimated wait ahead of a new request (docs/serve.md gives
+# the measurement behind it); applied once MEASURED_BATCHES batches gave a rate.
+DEFAULT_QUEUE_MS = 250.0
 MEASURED_BATCHES = 3
 
 
@@ -54,22 +54,25 @@ class MicroBatcher:
 
     def __init__(self, run_batch: Callable[[Sequence[str], Sequence[bool]], List[Outcome]],
                  count_pieces: Callable[[str], int], *, max_batch_tokens: int, max_wait_ms: float,
-                 max_queue_texts: int, max_queue_ms: Optional[float] = None, metrics=None) -> None:
+                 max_queue_texts: int, max_queue_ms: Optional[float] = None, metrics=None,
+                 executor: Optional[ThreadPoolExecutor] = None) -> None:
         self.run_batch = run_batch
         self.count_pieces = count_pieces
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue_texts = max_queue_texts
-        self.max_queue_s = max_queue_ms / 1000.0 if max_queue_ms else None
+        self.max_queue_s = (max_queue_ms or DEFAULT_QUEUE_MS) / 1000.0
         self.metrics = metrics
         self._queue: Deque[_Item] = collections.deque()
         self._arrived: Optional[asyncio.Event] = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacy-cls-batch")
+        # One thread runs every batch: the caller's (the thread that loaded the model), or our own.
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacy-cls-batch")
         self._task: Optional[asyncio.Task] = None
         self._stopping = False
         self.in_flight = 0  # texts in the running batch
+        self._batch_started = 0.0
         self._rate = 0.0  # texts per second, a moving average over batches
-        self._batch_s = 0.0  # seconds per batch, a moving average
         self._batches = 0
 
     @property
@@ -81,9 +84,18 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="spacy-cls-batcher")
 
     def retry_after(self) -> int:
-        backlog = self.waiting + self.in_flight
-        seconds = backlog / self._rate if self._rate > 0 else 1.0
+        seconds = self.seconds_ahead() if self._rate > 0 else 1.0
         return int(min(60, max(1, math.ceil(seconds))))
+
+    def seconds_ahead(self) -> float:
+        """Estimated time until the texts now queued are answered: what is left of the
+        running batch, then the queue, at the recent rate."""
+        if self._rate <= 0:
+            return 0.0
+        running = 0.0
+        if self.in_flight:
+            running = max(0.0, self.in_flight / self._rate - (time.monotonic() - self._batch_started))
+        return running + self.waiting / self._rate
 
     def admit(self, n_texts: int) -> None:
         """Raise QueueFull unless `n_texts` more texts fit in the queue."""
@@ -93,11 +105,10 @@ class MicroBatcher:
             raise QueueFull(self.retry_after(), f"the queue holds {self.waiting} texts of at most {self.max_queue_texts}")
         ahead = self.waiting + self.in_flight
         if ahead and self._batches >= MEASURED_BATCHES and self._rate > 0:
-            expected = ahead / self._rate
-            limit = self.max_queue_s or max(AUTO_QUEUE_FLOOR_S, AUTO_QUEUE_BATCHES * self._batch_s)
-            if expected > limit:
+            expected = self.seconds_ahead()
+            if expected > self.max_queue_s:
                 raise QueueFull(self.retry_after(), f"the {ahead} texts ahead would take about {expected:.2f}s, "
-                                                    f"over the queue's bound of {limit:.2f}s")
+                                                    f"over the queue's bound of {self.max_queue_s:.2f}s (--max-queue-ms)")
 
     async def classify(self, texts: Sequence[str], vectors: bool, costs: Sequence[int]) -> List[Outcome]:
         """Queue the texts (all or none) and wait for their outcomes, in order. The
@@ -125,7 +136,8 @@ class MicroBatcher:
             self._arrived.set()
         if self._task is not None:
             await self._task
-        self._executor.shutdown(wait=True)
+        if self._own_executor:
+            self._executor.shutdown(wait=True)
 
     async def _loop(self) -> None:
         while True:
@@ -186,7 +198,7 @@ class MicroBatcher:
     async def _run(self, batch: List[_Item]) -> None:
         batch.sort(key=lambda item: item.cost)
         self.in_flight = len(batch)
-        started = time.monotonic()
+        started = self._batch_started = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
             outcomes = await loop.run_in_executor(
@@ -198,7 +210,6 @@ class MicroBatcher:
         elapsed = max(time.monotonic() - started, 1e-6)
         rate = len(batch) / elapsed
         self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
-        self._batch_s = elapsed if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * elapsed
         self._batches += 1
         if self.metrics is not None:
             self.metrics.observe_batch(len(batch), sum(item.cost for item in batch), elapsed)

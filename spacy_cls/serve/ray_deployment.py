@@ -73,7 +73,7 @@ def build_deployment(pipeline: Union[str, Path], settings: ServeSettings):
         num_replicas=settings.replicas,
         ray_actor_options={"num_cpus": cpus},
         # The replica's own queue pushes back (429); Ray's limit sits above it.
-        max_ongoing_requests=settings.max_queue_texts + 64,
+        max_ongoing_requests=settings.max_concurrent_requests + 64,
         health_check_period_s=2,
         health_check_timeout_s=30,
         graceful_shutdown_timeout_s=settings.timeout + 5,

@@ -27,7 +27,10 @@ class ServeSettings:
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     # Texts waiting for a batch, from all requests together; past it: 429.
     max_queue_texts: int = 2048
-    # Estimated wait ahead of a request past which it gets 429; None: three batch times, at least 1 s.
+    # Classify requests being handled at once (read, queued or waiting); past it: 429
+    # before the body is read.
+    max_concurrent_requests: int = 512
+    # Estimated wait ahead of a request past which it gets 429; None: batcher.DEFAULT_QUEUE_MS.
     max_queue_ms: Optional[float] = None
     # Per request: texts, characters per text, body bytes; past them: 413.
     max_texts_per_request: int = 256
@@ -55,7 +58,7 @@ def check_settings(s: ServeSettings) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             problems.append(f"--{name.replace('_', '-')} {value}: must be a {'whole ' if kind is int else ''}number above 0.")
 
-    for name in ("max_queue_texts", "max_texts_per_request", "max_text_chars", "max_body_bytes", "replicas"):
+    for name in ("max_queue_texts", "max_concurrent_requests", "max_texts_per_request", "max_text_chars", "max_body_bytes", "replicas"):
         positive(name, getattr(s, name))
     positive("timeout", s.timeout, float)
     if s.max_batch_tokens is not None:
@@ -66,7 +69,7 @@ def check_settings(s: ServeSettings) -> None:
         problems.append(f"--max-wait-ms {s.max_wait_ms} is not below --timeout {s.timeout}s: every request would time out.")
     if s.max_queue_ms is not None and not (isinstance(s.max_queue_ms, (int, float)) and s.max_queue_ms > 0):
         problems.append(f"--max-queue-ms {s.max_queue_ms}: give a number of milliseconds above 0, or leave it out "
-                        f"for the default (three batch times, at least 1 s).")
+                        f"for the default (250).")
     if s.threads is not None and s.threads < 1:
         problems.append(f"--threads {s.threads}: give 1 or more, or leave it out to use the CPUs this process may run on.")
     if s.warmup_texts < 0:

@@ -2,6 +2,7 @@
 the wait, length-sorted, every caller its own outcomes in order, all-or-none admission."""
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -88,6 +89,31 @@ def test_admission_is_all_or_none_and_counts_texts():
         return single
 
     assert asyncio.run(main())[0].result == {"echo": "d"}
+
+
+def test_the_wait_ahead_counts_what_is_left_of_the_running_batch():
+    async def main():
+        b = _batcher(Recorder(), max_queue_ms=500)
+        for i in range(3):  # the bound applies once batches gave a rate
+            await b.classify([f"t{i}"], False, [1])
+        # As if a batch of 10 texts were running at 10 texts/s.
+        b._rate, b.in_flight = 10.0, 10
+        b._batch_started = time.monotonic() - 0.6
+        assert 0.35 < b.seconds_ahead() < 0.45
+        b.admit(1)  # 0.4 s of work left ahead: within 0.5 s
+        b._batch_started = time.monotonic()
+        with pytest.raises(QueueFull, match="over the queue's bound of 0.50s"):
+            b.admit(1)  # the whole second of it is ahead
+        b.in_flight = 0
+        await b.drain()
+
+    asyncio.run(main())
+
+
+def test_the_default_wait_bound():
+    from spacy_cls.serve.batcher import DEFAULT_QUEUE_MS
+
+    assert MicroBatcher(Recorder(), len, max_batch_tokens=10, max_wait_ms=0, max_queue_texts=10).max_queue_s == DEFAULT_QUEUE_MS / 1000
 
 
 def test_a_failing_batch_answers_each_of_its_texts_with_the_error():

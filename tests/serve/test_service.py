@@ -281,11 +281,64 @@ def _status(url):
 
 
 def test_torch_runs_on_the_cpus_this_process_may_use(en_server):
-    import os
-
     import torch
 
-    assert torch.get_num_threads() == len(os.sched_getaffinity(0))
+    from spacy_cls.cpus import usable_cpus
+
+    # Torch's thread count is per calling thread under OpenMP: read it where the model runs.
+    assert en_server.service.model_thread.submit(torch.get_num_threads).result() == usable_cpus()
+
+
+def test_loading_warming_and_every_batch_run_on_one_thread(en_pipeline, monkeypatch):
+    from spacy_cls.serve.served import ServedPipeline
+
+    threads = {"load": set(), "classify": set()}
+    load, classify = ServedPipeline.load.__func__, ServedPipeline.classify
+
+    def recording_load(cls, *args, **kwargs):
+        threads["load"].add(threading.get_ident())
+        return load(cls, *args, **kwargs)
+
+    def recording_classify(self, texts, vectors):
+        threads["classify"].add(threading.get_ident())
+        return classify(self, texts, vectors)
+
+    monkeypatch.setattr(ServedPipeline, "load", classmethod(recording_load))
+    monkeypatch.setattr(ServedPipeline, "classify", recording_classify)
+    server = start(en_pipeline, warmup_texts=3, max_wait_ms=0)
+    try:
+        post_many(server.url, [{"texts": [text]} for text in TEXTS] * 3, concurrency=6)
+    finally:
+        server.stop()
+    assert len(threads["load"]) == 1 and threads["classify"] == threads["load"]
+    assert threading.get_ident() not in threads["load"]
+
+
+def test_requests_past_max_concurrent_get_429_before_their_body_is_read(en_pipeline):
+    served = GatedPipeline(spacy.load(en_pipeline), en_pipeline)
+    server = start(served=served, max_concurrent_requests=2, max_wait_ms=0, max_queue_ms=60_000)
+    url = server.url + "/v1/classify"
+    try:
+        served.gate.clear()
+        held = [_in_thread(lambda: httpx.post(url, json={"texts": ["held"]}, timeout=30)) for _ in range(2)]
+        _wait(lambda: server.service.batcher.in_flight + server.service.batcher.waiting == 2)
+        # Not JSON at all: a parsed body would get 422, a refused one is never read.
+        for content in (b"{not json", b'{"texts": ["one"]}'):
+            r = httpx.post(url, content=content, headers={"content-type": "application/json"}, timeout=30)
+            assert r.status_code == 429, r.text
+            assert "--max-concurrent-requests" in r.json()["error"] and int(r.headers["Retry-After"]) >= 1
+        assert httpx.get(server.url + "/health").status_code == 200  # other endpoints are not gated
+        served.gate.set()
+        for thread, result in held:
+            thread.join(30)
+            assert result["r"].status_code == 200
+        assert httpx.post(url, json={"texts": "after"}, timeout=30).status_code == 200
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'spacy_cls_rejections_total{reason="too_many_requests"} 2.0' in metrics
+        assert 'spacy_cls_requests_total{endpoint="/v1/classify",status="429"} 2.0' in metrics
+    finally:
+        served.gate.set()
+        server.stop()
 
 
 def test_info_metrics_and_openapi(en_server, en_nlp):
@@ -293,6 +346,7 @@ def test_info_metrics_and_openapi(en_server, en_nlp):
     assert info["components"][0]["labels"] == list(en_nlp.get_pipe("cls_classifier").labels)
     assert info["max_length"] == 64 and info["model"] and info["pipeline"]["version"] == en_nlp.meta["version"]
     assert info["serving"]["max_batch_tokens"] == 4096
+    assert info["serving"]["max_queue_ms"] == 250 and info["serving"]["max_concurrent_requests"] == 512
     metrics = httpx.get(en_server.url + "/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     for name in ("spacy_cls_requests_total", "spacy_cls_request_latency_seconds_bucket", "spacy_cls_batch_docs_bucket",
