@@ -5,10 +5,12 @@ thread, so the event loop keeps answering while the model runs.
 Admission counts texts, whatever the request's shape: a request whose texts do not
 all fit in the queue is refused whole (`QueueFull`), never partly queued. It is also
 refused when the work ahead of it (what is left of the running batch, and the texts
-queued) would take longer than `max_queue_ms`, as estimated from the recent rate, so
-that under overload the accepted requests keep a bounded wait and the rest get 429 at
-once. That bound also sizes the batches under overload: the queue never holds more
-than `max_queue_ms` of work. Each text carries its own future, so every request gets
+queued) would take longer than `max_queue_ms`, as estimated from the recent rate, or
+when, since texts queued together run as one batch, its own texts would hold a request
+queued earlier past the answer that one was promised (its admission + the bound + its
+own run time). Under overload the accepted requests keep a bounded latency and the rest
+get 429 at once; the bound also sizes the batches, since the queue never holds more
+than about `max_queue_ms` of work. Each text carries its own future, so every request gets
 exactly its own answers back."""
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ class _Item:
     vector: bool
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
+    # When its request was promised an answer: admitted + the bound + its own run time.
+    deadline: float = math.inf
 
 
 class MicroBatcher:
@@ -105,10 +109,27 @@ class MicroBatcher:
             raise QueueFull(self.retry_after(), f"the queue holds {self.waiting} texts of at most {self.max_queue_texts}")
         ahead = self.waiting + self.in_flight
         if ahead and self._batches >= MEASURED_BATCHES and self._rate > 0:
-            expected = self.seconds_ahead()
-            if expected > self.max_queue_s:
-                raise QueueFull(self.retry_after(), f"the {ahead} texts ahead would take about {expected:.2f}s, "
+            # A request waits for the work ahead of it at most the bound; then its own
+            # texts run. Texts queued together run as one batch, so it must not hold an
+            # earlier request past the answer that one was promised either.
+            wait = self.seconds_ahead()
+            if wait > self.max_queue_s:
+                raise QueueFull(self.retry_after(), f"the {ahead} texts ahead would take about {wait:.2f}s, "
                                                     f"over the queue's bound of {self.max_queue_s:.2f}s (--max-queue-ms)")
+            promised = self._earliest_deadline()
+            late = time.monotonic() + wait + n_texts / self._rate - promised
+            if late > 0:
+                raise QueueFull(self.retry_after(), f"these {n_texts} texts would hold a request queued earlier "
+                                                    f"{late:.2f}s past its answer, which the queue's bound of "
+                                                    f"{self.max_queue_s:.2f}s (--max-queue-ms) promised")
+
+    def promise(self, n_texts: int) -> float:
+        """When a request of `n_texts` admitted now is promised its answer."""
+        own = n_texts / self._rate if self._rate > 0 else 0.0
+        return time.monotonic() + self.max_queue_s + own
+
+    def _earliest_deadline(self) -> float:
+        return min((item.deadline for item in self._queue if not item.future.done()), default=math.inf)
 
     async def classify(self, texts: Sequence[str], vectors: bool, costs: Sequence[int]) -> List[Outcome]:
         """Queue the texts (all or none) and wait for their outcomes, in order. The
@@ -117,7 +138,8 @@ class MicroBatcher:
         if self._task is None:
             self.start()
         loop = asyncio.get_running_loop()
-        items = [_Item(text, cost, vectors, loop.create_future()) for text, cost in zip(texts, costs)]
+        deadline = self.promise(len(texts))
+        items = [_Item(text, cost, vectors, loop.create_future(), deadline=deadline) for text, cost in zip(texts, costs)]
         self._queue.extend(items)
         self._observe_depth()
         assert self._arrived is not None, "MicroBatcher.start() was not called"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from spacy_cls.serve.batcher import MicroBatcher, QueueFull
+from spacy_cls.serve.batcher import MicroBatcher, QueueFull, _Item
 from spacy_cls.serve.served import Outcome
 
 
@@ -91,23 +91,50 @@ def test_admission_is_all_or_none_and_counts_texts():
     assert asyncio.run(main())[0].result == {"echo": "d"}
 
 
+def _measured(b, rate):
+    """As if batches had already given `rate` texts per second."""
+    b._rate, b._batches = rate, 3
+
+
 def test_the_wait_ahead_counts_what_is_left_of_the_running_batch():
+    b = _batcher(Recorder(), max_queue_ms=500)
+    _measured(b, 10.0)
+    b.in_flight = 10  # a batch of 10 texts, 0.7 s into its 1 s
+    b._batch_started = time.monotonic() - 0.7
+    assert 0.25 < b.seconds_ahead() < 0.35
+    b.admit(1)  # 0.3 s left: within 0.5 s
+    b._batch_started = time.monotonic()
+    with pytest.raises(QueueFull, match="over the queue's bound of 0.50s"):
+        b.admit(1)  # the whole second is ahead of it
+
+
+@pytest.mark.parametrize("queued_ago, admitted", [(0.1, True), (0.3, True), (0.45, False)])
+def test_texts_that_would_hold_an_earlier_request_past_its_promise_are_refused(queued_ago, admitted):
     async def main():
         b = _batcher(Recorder(), max_queue_ms=500)
-        for i in range(3):  # the bound applies once batches gave a rate
-            await b.classify([f"t{i}"], False, [1])
-        # As if a batch of 10 texts were running at 10 texts/s.
-        b._rate, b.in_flight = 10.0, 10
-        b._batch_started = time.monotonic() - 0.6
-        assert 0.35 < b.seconds_ahead() < 0.45
-        b.admit(1)  # 0.4 s of work left ahead: within 0.5 s
-        b._batch_started = time.monotonic()
-        with pytest.raises(QueueFull, match="over the queue's bound of 0.50s"):
-            b.admit(1)  # the whole second of it is ahead
-        b.in_flight = 0
-        await b.drain()
+        _measured(b, 10.0)
+        # A text queued `queued_ago` s ago, promised its answer 0.5 + 0.1 s after it came.
+        came = time.monotonic() - queued_ago
+        b._queue.append(_Item("first", 1, False, asyncio.get_running_loop().create_future(),
+                              enqueued=came, deadline=came + 0.6))
+        # One more text: it waits 0.1 s (within its bound) and both run together, done
+        # 0.2 s from now: queued_ago + 0.2 s after the first came.
+        if admitted:
+            b.admit(1)
+        else:
+            with pytest.raises(QueueFull, match="would hold a request queued earlier"):
+                b.admit(1)
 
     asyncio.run(main())
+
+
+def test_a_large_request_waits_the_bound_then_runs_its_own_texts():
+    b = _batcher(Recorder(), max_queue_ms=250)
+    _measured(b, 100.0)
+    b.in_flight = 20  # 0.2 s of work just started
+    b._batch_started = time.monotonic()
+    b.admit(32)  # waits 0.2 s, then its own 0.32 s: admitted, its promise counts its size
+    assert b.promise(32) - time.monotonic() == pytest.approx(0.25 + 0.32, abs=0.01)
 
 
 def test_the_default_wait_bound():
